@@ -1,0 +1,24 @@
+# Shared paths and helpers for scripts/*. Sourced, not run.
+# shellcheck shell=bash
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PERRY_FLEET_HOME="${PERRY_FLEET_HOME:-/opt/perry-fleet}"       # venv, bun, runtime wrapper
+PERRY_FLEET_CACHE="${PERRY_FLEET_CACHE:-/var/cache/perry-fleet}" # debootstrap tarball, build caches
+REQ_HASH="$(sha256sum "$REPO_ROOT/requirements.txt" | cut -c1-12)"
+VENV="$PERRY_FLEET_HOME/venv-$REQ_HASH"
+BUN_VERSION="1.4.4"
+BUN="$PERRY_FLEET_HOME/bun/node_modules/bun/bin/bun.exe"  
+BASE_IMAGE="localhost/perry-base:bookworm"
+ROOTLESS_USER="${PERRY_ROOTLESS_USER:-perry-rootless}"
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 2; }
+
+# Run a command as the rootless test user with a usable XDG_RUNTIME_DIR (there is no systemd/logind here).
+as_rootless() {
+  local uid; uid="$(id -u "$ROOTLESS_USER")"
+  runuser -u "$ROOTLESS_USER" -- env -i HOME="$(getent passwd "$ROOTLESS_USER" | cut -d: -f6)" \
+    PATH=/usr/local/bin:/usr/bin:/bin XDG_RUNTIME_DIR="/run/user/$uid" "$@"
+}
+
+# Collections tree ansible uses: our collection (symlinked) + the ones bundled in the ansible package.
+export ANSIBLE_COLLECTIONS_PATH="$PERRY_FLEET_HOME/collections"
