@@ -1,0 +1,38 @@
+# -*- coding: utf-8 -*-
+# Copyright: perry.fleet contributors
+# MIT License (see LICENSE)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # Options every perry.fleet module uses to reach the container engine.
+    DOCUMENTATION = r'''
+options:
+  runtime:
+    description:
+      - Which Perry runtime profile the workspaces follow.
+      - V(docker) runs privileged Docker-in-Docker workspaces (hostname set, C(workspace-<name>-docker) volume).
+      - V(podman) runs unprivileged (rootless-friendly) workspaces with no hostname and no DinD volume, forwards
+        O(docker_host) as C(DOCKER_HOST), publishes the worker port on 127.0.0.1 and reaches the worker by exec.
+    type: str
+    choices: [docker, podman]
+    default: docker
+  engine_cli:
+    description:
+      - The engine CLI to run, a name on E(PATH) or a full path.
+      - Defaults to the runtime's own CLI (C(docker) or C(podman)). Set C(docker) with O(runtime=podman) and an
+        O(engine_url) pointing at a Podman API socket to drive Podman through the docker CLI, as Perry did.
+    type: str
+  engine_url:
+    description:
+      - Engine endpoint, for example C(unix:///run/user/1000/podman/podman.sock) or C(tcp://127.0.0.1:2375).
+      - Passed as E(DOCKER_HOST) to the docker CLI and as C(--url) to the podman CLI. Unset means the CLI default.
+    type: str
+  engine_timeout:
+    description:
+      - Seconds any single engine command may take before it is killed and the task fails with the command
+        (secrets redacted) and the elapsed time.
+    type: float
+    default: 60
+'''

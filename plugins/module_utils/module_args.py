@@ -1,0 +1,25 @@
+# -*- coding: utf-8 -*-
+# Copyright: perry.fleet contributors
+# MIT License (see LICENSE)
+"""The engine options every module shares (documented in doc_fragments/engine.py)."""
+
+from __future__ import annotations
+
+from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine
+
+
+def engine_argument_spec() -> dict:
+    return dict(
+        runtime=dict(type="str", default="docker", choices=["docker", "podman"]),
+        engine_cli=dict(type="str"),
+        engine_url=dict(type="str"),
+        engine_timeout=dict(type="float", default=60),
+    )
+
+
+def make_engine(params: dict, secrets=()) -> Engine:
+    """Raises ValueError with advice when the CLI is missing or the URL is malformed."""
+    if params["engine_timeout"] <= 0:
+        raise ValueError("engine_timeout must be greater than 0 seconds")
+    return Engine(cli=params.get("engine_cli") or params["runtime"], url=params.get("engine_url"),
+                  default_timeout=params["engine_timeout"], secrets=list(secrets))
