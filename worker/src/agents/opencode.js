@@ -147,7 +147,7 @@ function countJson(dir) {
 
 export function parseJsonSession(filePath, project, stat, home) {
   const data = safeJson(readText(filePath));
-  if (!data || typeof data !== "object") return { session: null, skipped: 1 };
+  if (!data || typeof data !== "object") throw new Error("invalid session JSON");
   const id = typeof data.id === "string" && data.id ? data.id : path.basename(filePath, ".json");
   const updated = Number(data.time?.updated) || Math.round(stat.mtimeMs);
   return {
