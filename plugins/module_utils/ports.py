@@ -103,10 +103,10 @@ class HostPortLock:
 class PortAllocator:
     """Picks free ports given every container's inspect data; remembers what it handed out."""
 
-    def __init__(self, containers, probe=bind_probe):
+    def __init__(self, containers, probe=None):
         self.holders = port_holders(containers)
         self.taken = set(self.holders)
-        self.probe = probe
+        self.probe = probe or bind_probe
 
     def allocate(self, port_range, what: str) -> int:
         lo, hi = port_range

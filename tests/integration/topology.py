@@ -1,0 +1,131 @@
+"""The engine topologies integration tests run on, and a runner for modules and playbooks.
+
+Every topology is a real engine on this machine (set up by scripts/setup-testbed):
+  podman-rootful     root's podman
+  podman-rootless    podman of the unprivileged test user (modules run through `become`)
+  docker             dockerd (privileged Docker-in-Docker workspaces)
+  docker-cli-podman  the docker CLI against a podman API socket (runtime=podman, as Perry's PR did)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import tempfile
+import textwrap
+from dataclasses import dataclass, field
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOTLESS_USER = os.environ.get("PERRY_ROOTLESS_USER", "perry-rootless")
+PODMAN_SOCKET = "/run/perry-fleet-test/podman.sock"
+
+
+def venv_bin(tool: str) -> str:
+    out = subprocess.run(["bash", "-c", "source %s/scripts/lib.sh && echo $VENV" % REPO],
+                         capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    return os.path.join(out, "bin", tool)
+
+
+@dataclass
+class Topology:
+    name: str
+    runtime: str
+    engine_cli: str
+    engine_url: str | None = None
+    become_user: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def engine_args(self) -> dict:
+        args = {"runtime": self.runtime, "engine_cli": self.engine_cli}
+        if self.engine_url:
+            args["engine_url"] = self.engine_url
+        return args
+
+    def cli(self, *args, timeout=120, check=True, input=None) -> subprocess.CompletedProcess:
+        """Run the engine CLI directly (as the topology's user) for assertions and cleanup."""
+        argv = [self.engine_cli] + list(args)
+        env = dict(os.environ)
+        if self.engine_url and self.engine_cli.endswith("docker"):
+            env["DOCKER_HOST"] = self.engine_url
+        if self.become_user:
+            uid = int(subprocess.run(["id", "-u", self.become_user], capture_output=True, text=True).stdout)
+            argv = ["runuser", "-u", self.become_user, "--", "env", "XDG_RUNTIME_DIR=/run/user/%d" % uid,
+                    "HOME=/home/%s" % self.become_user] + argv
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=check, env=env, input=input)
+
+    def inspect(self, name: str) -> dict | None:
+        res = self.cli("inspect", name, check=False)
+        data = json.loads(res.stdout or "[]") if res.returncode == 0 else []
+        return data[0] if data else None
+
+    def cleanup(self, prefix: str) -> None:
+        """Remove every container and volume whose name starts with workspace-<prefix>."""
+        pattern = "workspace-" + prefix
+        names = self.cli("ps", "-a", "--format", "{{.Names}}", check=False).stdout.split()
+        doomed = [n for n in names if n.startswith(pattern)]
+        if doomed:
+            self.cli("rm", "-f", *doomed, check=False, timeout=300)
+        vols = self.cli("volume", "ls", "-q", check=False).stdout.split()
+        doomed = [v for v in vols if v.startswith(pattern)]
+        if doomed:
+            self.cli("volume", "rm", "-f", *doomed, check=False, timeout=300)
+
+
+TOPOLOGIES = {
+    "podman-rootful": Topology("podman-rootful", "podman", "podman"),
+    "podman-rootless": Topology("podman-rootless", "podman", "podman", become_user=ROOTLESS_USER),
+    "docker": Topology("docker", "docker", "/usr/bin/docker"),
+    "docker-cli-podman": Topology("docker-cli-podman", "podman", "/usr/bin/docker", engine_url="unix://" + PODMAN_SOCKET),
+}
+
+
+def random_prefix() -> str:
+    return "t%s-" % secrets.token_hex(3)
+
+
+def run_playbook(tasks: list, topology: Topology | None = None, check: bool = False, diff: bool = False,
+                 extra_vars: dict | None = None, timeout: float = 900, verbosity: int = 0,
+                 raise_on_fail: bool = False) -> dict:
+    """Run tasks in a one-play playbook on localhost; return {'tasks': [results...], 'rc', 'stdout'}."""
+    play = {"hosts": "localhost", "gather_facts": False, "tasks": tasks}
+    if topology is not None and topology.become_user:
+        play.update({"become": True, "become_user": topology.become_user, "become_method": "su"})
+    with tempfile.TemporaryDirectory(prefix="perry-pb-") as tmp:
+        path = os.path.join(tmp, "play.yml")
+        with open(path, "w") as fh:
+            json.dump([play], fh)
+        argv = [venv_bin("ansible-playbook"), "-i", "localhost,", "-c", "local", path]
+        if check:
+            argv.append("--check")
+        if diff:
+            argv.append("--diff")
+        if verbosity:
+            argv.append("-" + "v" * verbosity)
+        if extra_vars:
+            argv += ["-e", json.dumps(extra_vars)]
+        env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_PYTHON_INTERPRETER="auto_silent", ANSIBLE_LOCALHOST_WARNING="false",
+                   ANSIBLE_PIPELINING="True")
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    try:
+        doc = json.loads(proc.stdout)
+        results = [t["hosts"]["localhost"] for t in doc["plays"][0]["tasks"]]
+    except (ValueError, KeyError, IndexError):
+        raise AssertionError("ansible-playbook output unparseable (rc=%d):\n%s\n%s" % (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:]))
+    if raise_on_fail and proc.returncode != 0:
+        raise AssertionError("playbook failed: %s" % json.dumps(results[-1], indent=1)[-4000:])
+    return {"tasks": results, "rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+
+
+def run_module(module: str, args: dict, topology: Topology, check: bool = False, diff: bool = False,
+               timeout: float = 900, verbosity: int = 0) -> dict:
+    """One module task on the topology; returns its result (failed results are returned, not raised)."""
+    full = dict(topology.engine_args())
+    full.update(args)
+    out = run_playbook([{"name": module, module: full, "ignore_errors": True}], topology, check=check, diff=diff,
+                       timeout=timeout, verbosity=verbosity)
+    result = out["tasks"][0]
+    result["_stdout"] = out["stdout"]
+    return result

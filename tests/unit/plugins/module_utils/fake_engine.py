@@ -1,0 +1,78 @@
+"""An in-memory engine for unit tests: same interface as engine.Engine, no processes."""
+
+from __future__ import annotations
+
+import itertools
+
+from ansible_collections.perry.fleet.plugins.module_utils.engine import EngineError, Result, _match_names
+
+
+class FakeEngine:
+    kind = "docker"
+
+    def __init__(self, images=("localhost/perry:latest",)):
+        self.images = {ref: {"Id": "sha256:%064d" % i, "RepoTags": [ref]} for i, ref in enumerate(images, 1)}
+        self.containers = {}
+        self.volumes = set()
+        self.commands = []
+        self.files_seen = {}
+        self._ids = itertools.count(1)
+
+    def describe(self, args):
+        return "fake " + " ".join(args)
+
+    def inspect(self, names, timeout=None):
+        self.commands.append({"cmd": self.describe(["inspect"] + list(names))})
+        return _match_names(list(names), list(self.containers.values()) + list(self.images.values()))
+
+    def list_containers(self, timeout=None, label=None):
+        self.commands.append({"cmd": "fake ps"})
+        return list(self.containers.values())
+
+    def run(self, args, timeout=None, check=True, stdin=None, record=True):
+        if record:
+            self.commands.append({"cmd": self.describe(args)})
+        verb = args[0]
+        if verb == "create":
+            return Result(0, self._create(args) + "\n", "", 0.0)
+        if verb == "start":
+            self.containers[args[1]]["State"]["Running"] = True
+        elif verb == "stop":
+            self.containers[args[-1]]["State"]["Running"] = False
+        elif verb == "rm":
+            self.containers.pop(args[-1], None)
+        elif verb == "exec":
+            return Result(0 if self.containers[args[1]]["State"]["Running"] else 1, "", "", 0.0)
+        elif verb == "volume" and args[1] == "ls":
+            return Result(0, "\n".join(sorted(self.volumes)), "", 0.0)
+        elif verb == "volume" and args[1] == "create":
+            self.volumes.add(args[-1])
+        elif verb == "volume" and args[1] == "rm":
+            self.volumes.discard(args[-1])
+        elif verb == "pull":
+            raise EngineError("pull failed", cmd=self.describe(args), rc=1, stderr="no registry")
+        return Result(0, "", "", 0.0)
+
+    def _create(self, args):
+        name = args[args.index("--name") + 1]
+        if name in self.containers:
+            raise EngineError("name in use", rc=125)
+        files = {}
+        for flag in ("--env-file", "--label-file"):
+            with open(args[args.index(flag) + 1]) as fh:
+                files[flag] = dict(line.rstrip("\n").split("=", 1) for line in fh)
+        self.files_seen[name] = files
+        bindings = {}
+        for i, a in enumerate(args):
+            if a == "-p":
+                host_ip, host_port, cport = args[i + 1].split(":")
+                bindings[cport] = [{"HostIp": host_ip, "HostPort": host_port}]
+        cid = "%064d" % next(self._ids)
+        image = self.images[args[-1]]
+        self.containers[name] = {
+            "Id": cid, "Name": "/" + name, "Image": image["Id"], "State": {"Running": False},
+            "Config": {"Labels": files["--label-file"], "Env": ["%s=%s" % kv for kv in files["--env-file"].items()]},
+            "HostConfig": {"PortBindings": bindings, "Privileged": "--privileged" in args},
+            "NetworkSettings": {"Ports": {}},
+        }
+        return cid

@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.perry.fleet.plugins.module_utils import workspace_spec as ws
+from ansible_collections.perry.fleet.plugins.module_utils.workspace import (
+    Settings, WorkspaceError, WorkspaceManager, expand_items, validate_items)
+
+from .fake_engine import FakeEngine
+
+IMAGE = "localhost/perry:latest"
+
+
+def params(**kw):
+    p = {k: None for k in ("name", "workspaces", "state", "image", "env", "secret_env", "docker_host", "privileged",
+                           "memory", "cpus", "pids_limit", "ssh_port", "worker_port", "bind_address", "purge", "adopt")}
+    p.update(state="started", image=IMAGE, env={}, secret_env={})
+    p.update(kw)
+    return p
+
+
+def converge(engine, runtime="podman", check=False, lock=None, **kw):
+    settings = Settings(runtime=runtime, check_mode=check, port_lock_path=lock or "/tmp/perry-fleet-unit.lock")
+    settings.start_timeout = 2
+    manager = WorkspaceManager(engine, settings)
+    items = validate_items(expand_items(params(**kw)), settings)
+    return manager, manager.apply(manager.plan(items))
+
+
+@pytest.fixture(autouse=True)
+def no_real_port_probe(monkeypatch):
+    monkeypatch.setattr("ansible_collections.perry.fleet.plugins.module_utils.ports.bind_probe", lambda port, address="0.0.0.0": True)
+
+
+def test_create_then_idempotent_with_one_inspect():
+    eng = FakeEngine()
+    manager, res = converge(eng, name="alice")
+    assert manager.changed and res[0]["actions"] == ["create volume workspace-alice", "create", "start"]
+    assert res[0]["ports"] == {"ssh": 2200, "worker": 7392, "bind_address": "127.0.0.1"}
+    eng.commands.clear()
+    manager, res = converge(eng, name="alice")
+    assert not manager.changed and res[0]["actions"] == []
+    assert [c["cmd"] for c in eng.commands] == ["fake inspect workspace-alice " + IMAGE]
+
+
+def test_list_form_is_one_inspect_for_twenty():
+    eng = FakeEngine()
+    names = [{"name": "w%02d" % i} for i in range(20)]
+    converge(eng, workspaces=names)
+    eng.commands.clear()
+    manager, res = converge(eng, workspaces=names)
+    assert not manager.changed and len(eng.commands) == 1
+    ssh = [r["ports"]["ssh"] for r in res]
+    assert len(set(ssh)) == 20 and len({r["ports"]["worker"] for r in res}) == 20
+
+
+def test_image_change_recreates_keeps_volumes_and_ports():
+    eng = FakeEngine(images=(IMAGE, "localhost/perry:v2"))
+    _, first = converge(eng, name="alice")
+    _, res = converge(eng, name="alice", image="localhost/perry:v2")
+    assert res[0]["actions"] == ["recreate", "start"]
+    assert res[0]["ports"] == first[0]["ports"]
+    assert "workspace-alice" in eng.volumes
+
+
+def test_env_change_recreates_and_diff_shows_only_changed_keys():
+    eng = FakeEngine()
+    converge(eng, name="alice", env={"A": "1"})
+    _, res = converge(eng, name="alice", env={"A": "2"})
+    assert res[0]["diff"]["before"] == {"env": {"A": "1"}} and res[0]["diff"]["after"] == {"env": {"A": "2"}}
+
+
+def test_secrets_go_through_file_and_never_into_results():
+    eng = FakeEngine()
+    _, res = converge(eng, name="alice", secret_env={"TOKEN": "s3cret"}, env={"PLAIN": "v"})
+    files = eng.files_seen["workspace-alice"]
+    assert files["--env-file"]["TOKEN"] == "s3cret" and files["--env-file"][ws.SECRET_KEYS_ENV] == "TOKEN"
+    assert "s3cret" not in repr(res) and "s3cret" not in repr(eng.commands)
+    assert "s3cret" not in files["--label-file"][ws.LABEL_SPEC]
+
+
+def test_check_mode_changes_nothing_and_says_what_it_would_do():
+    eng = FakeEngine()
+    manager, res = converge(eng, name="alice", check=True)
+    assert manager.changed and res[0]["actions"] == ["create", "start"]
+    assert not eng.containers and not eng.volumes
+    assert res[0]["ports"]["ssh"] is None  # nothing allocated
+
+
+def test_stop_start_restart_cycle():
+    eng = FakeEngine()
+    converge(eng, name="alice")
+    _, res = converge(eng, name="alice", state="stopped")
+    assert res[0]["actions"] == ["stop"] and not res[0]["running"]
+    _, res = converge(eng, name="alice", state="stopped")
+    assert res[0]["actions"] == []
+    _, res = converge(eng, name="alice", state="started")
+    assert res[0]["actions"] == ["start"] and res[0]["running"]
+    _, res = converge(eng, name="alice", state="restarted")
+    assert res[0]["actions"] == ["restart"]
+
+
+def test_present_creates_without_starting():
+    eng = FakeEngine()
+    _, res = converge(eng, name="alice", state="present")
+    assert res[0]["actions"] == ["create volume workspace-alice", "create"] and not res[0]["running"]
+
+
+def test_absent_keeps_volumes_unless_purge():
+    eng = FakeEngine()
+    converge(eng, runtime="docker", name="alice")
+    assert eng.volumes == {"workspace-alice", "workspace-alice-docker"}
+    _, res = converge(eng, runtime="docker", name="alice", state="absent")
+    assert res[0]["actions"] == ["remove container"] and eng.volumes == {"workspace-alice", "workspace-alice-docker"}
+    _, res = converge(eng, runtime="docker", name="alice", state="absent", purge=True, check=True)
+    assert eng.volumes == {"workspace-alice", "workspace-alice-docker"}
+    _, res = converge(eng, runtime="docker", name="alice", state="absent", purge=True)
+    assert not eng.volumes and not eng.containers
+
+
+def test_docker_profile_applied():
+    eng = FakeEngine()
+    _, res = converge(eng, runtime="docker", name="alice")
+    c = eng.containers["workspace-alice"]
+    assert c["HostConfig"]["Privileged"] and res[0]["ports"]["worker"] is None
+    assert res[0]["volumes"] == {"home": "workspace-alice", "docker": "workspace-alice-docker"}
+
+
+def test_foreign_container_is_not_touched_without_adopt():
+    eng = FakeEngine()
+    eng.containers["workspace-alice"] = {"Id": "x", "Name": "/workspace-alice", "State": {"Running": True},
+                                         "Config": {"Labels": {"workspace.name": "alice"}}, "HostConfig": {}}
+    with pytest.raises(WorkspaceError, match="adopt=true"):
+        converge(eng, name="alice")
+    assert eng.containers["workspace-alice"]["Id"] == "x"
+    _, res = converge(eng, name="alice", adopt=True)
+    assert res[0]["actions"][0] == "create volume workspace-alice" and "recreate" in res[0]["actions"]
+
+
+def test_missing_image_without_registry_fails_before_creating():
+    eng = FakeEngine()
+    with pytest.raises(WorkspaceError, match="perry.fleet.image"):
+        converge(eng, name="alice", image="localhost/nope:1")
+    assert not eng.containers and not eng.volumes
+
+
+@pytest.mark.parametrize("kw,fragment", [
+    (dict(runtime="podman", name="a", privileged=True), "privileged=true is refused"),
+    (dict(runtime="docker", name="a", docker_host="tcp://x:2375"), "only with runtime=podman"),
+    (dict(runtime="podman", name="a", docker_host="garbage"), "not an engine URL"),
+    (dict(runtime="podman", name="a", ssh_port=22), "outside its range"),
+    (dict(runtime="docker", name="a", worker_port=7400), "only with runtime=podman"),
+    (dict(runtime="podman", name="a", memory="lots"), "memory"),
+    (dict(runtime="podman", name="a", image=None), "image is required"),
+    (dict(runtime="podman", workspaces=[{"name": "a"}, {"name": "a"}]), "listed twice"),
+    (dict(runtime="podman", name="a", env={"X": "1"}, secret_env={"X": "2"}), "both env and secret_env"),
+])
+def test_bad_input_creates_nothing(kw, fragment):
+    eng = FakeEngine()
+    with pytest.raises(ValueError, match=fragment):
+        converge(eng, **kw)
+    assert not eng.containers and not eng.volumes and not eng.commands
+
+
+def test_requested_port_held_by_another_workspace_is_refused():
+    eng = FakeEngine()
+    converge(eng, name="alice")
+    with pytest.raises(WorkspaceError, match="already used by workspace-alice"):
+        converge(eng, name="bob", ssh_port=2200)
+    assert "workspace-bob" not in eng.containers and "workspace-bob" not in eng.volumes

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.perry.fleet.plugins.module_utils import workspace_spec as ws
+from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import PROFILES, get_profile
+
+
+def spec(runtime="docker", **kw):
+    base = dict(name="alice", profile=PROFILES[runtime], image="localhost/perry:latest", image_id="abc",
+                privileged=PROFILES[runtime].privileged,
+                ssh_port=2200, worker_port=7392 if runtime == "podman" else None)
+    base.update(kw)
+    return ws.WorkspaceSpec(**base)
+
+
+@pytest.mark.parametrize("name", ["a", "alice", "a-b", "0", "a" * 63, "x1-y2"])
+def test_valid_names(name):
+    assert ws.validate_name(name) == name
+
+
+@pytest.mark.parametrize("name,fragment", [
+    ("", "empty"), ("   ", "empty"), (None, "empty"), ("@host", "reserved"), ("a" * 64, "at most 63"),
+    ("Alice", "invalid"), ("-a", "invalid"), ("a-", "invalid"), ("a_b", "invalid"), ("a;rm -rf /", "invalid"),
+    ("../etc", "invalid"), ("a b", "invalid"), ("$(id)", "invalid"),
+])
+def test_invalid_names_say_why(name, fragment):
+    with pytest.raises(ws.SpecError, match=fragment):
+        ws.validate_name(name)
+
+
+def test_unknown_runtime_lists_choices():
+    with pytest.raises(ValueError, match="docker, podman"):
+        get_profile("lxc")
+
+
+def test_docker_argv_has_privileged_hostname_and_dind_volume():
+    args = spec("docker").create_args("/e", "/l")
+    assert "--privileged" in args
+    assert args[args.index("--hostname") + 1] == "alice"
+    assert "workspace-alice:/home/workspace:rw" in args
+    assert "workspace-alice-docker:/var/lib/docker:rw" in args
+    assert "127.0.0.1:2200:22/tcp" in args
+    assert not any(a.endswith(":7392/tcp") for a in args)
+    assert args[args.index("--restart") + 1] == "unless-stopped"
+    assert args[-1] == "localhost/perry:latest"
+
+
+def test_podman_argv_skips_privileged_hostname_dind_and_publishes_worker_on_loopback():
+    args = spec("podman", bind_address="0.0.0.0").create_args("/e", "/l")
+    assert "--privileged" not in args and "--hostname" not in args
+    assert not any("/var/lib/docker" in a for a in args)
+    assert "0.0.0.0:2200:22/tcp" in args
+    assert "127.0.0.1:7392:7392/tcp" in args  # worker never follows bind_address
+
+
+def test_no_env_or_label_value_on_argv():
+    s = spec("podman", env={"FOO": "visible-value"}, secret_env={"TOKEN": "s3cret"}, docker_host="tcp://x:2375")
+    argv = " ".join(s.create_args("/tmp/env", "/tmp/labels"))
+    assert "s3cret" not in argv and "visible-value" not in argv and "tcp://x:2375" not in argv
+    assert "--env-file /tmp/env" in argv and "--label-file /tmp/labels" in argv
+
+
+def test_container_env_forwards_docker_host_only_for_podman_and_names_secret_keys():
+    s = spec("podman", env={"A": "1"}, secret_env={"TOKEN": "t", "KEY": "k"}, docker_host="tcp://pip:2375")
+    env = s.container_env()
+    assert env["DOCKER_HOST"] == "tcp://pip:2375"
+    assert env[ws.SECRET_KEYS_ENV] == "KEY,TOKEN"
+    assert "DOCKER_HOST" not in spec("docker", docker_host="tcp://pip:2375").container_env()
+
+
+def test_public_spec_and_labels_hide_secret_values():
+    s = spec("podman", secret_env={"TOKEN": "s3cret"})
+    assert "s3cret" not in str(s.public())
+    assert "s3cret" not in str(s.labels())
+    assert s.public()["secret_env_keys"] == ["TOKEN"]
+
+
+def test_hash_changes_with_image_id_secret_and_ports_but_not_otherwise():
+    h = spec().spec_hash()
+    assert h == spec().spec_hash()
+    assert h != spec(image_id="def").spec_hash()
+    assert h != spec(secret_env={"T": "1"}).spec_hash()
+    assert spec(secret_env={"T": "1"}).spec_hash() != spec(secret_env={"T": "2"}).spec_hash()
+    assert h != spec(ssh_port=2201).spec_hash()
+
+
+@pytest.mark.parametrize("env,fragment", [
+    ({"1BAD": "x"}, "not a valid environment variable"),
+    ({"A-B": "x"}, "not a valid environment variable"),
+    ({"A": "line\nbreak"}, "newline"),
+    ({"DOCKER_HOST": "tcp://x:1"}, "docker_host"),
+    ("A=1", "mapping"),
+])
+def test_bad_env(env, fragment):
+    with pytest.raises(ws.SpecError, match=fragment):
+        ws.validate_env(env, "env")
+
+
+def test_env_values_are_stringified():
+    assert ws.validate_env({"A": 1, "B": True, "C": None}, "env") == {"A": "1", "B": "true", "C": ""}
+
+
+def test_kv_file_is_literal_lines():
+    assert ws.kv_file_text({"B": "x y", "A": 'q"=1'}) == 'A=q"=1\nB=x y\n'
+
+
+@pytest.mark.parametrize("rng", [(2400, 2200), (0, 10), (1, 70000)])
+def test_bad_ranges(rng):
+    with pytest.raises(ws.SpecError, match="not a valid port range"):
+        ws.validate_range(rng, "ssh_port_range")
+
+
+def test_port_out_of_range():
+    with pytest.raises(ws.SpecError, match="outside its range 2200-2400"):
+        ws.validate_port(80, (2200, 2400), "ssh_port")
+
+
+def test_changed_keys_only_reports_differences():
+    before, after = ws.changed_keys({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4})
+    assert before == {"b": 2, "c": None} and after == {"b": 3, "c": 4}
