@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: perry.fleet contributors
-# MIT License (see LICENSE)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Talking to a container engine through its CLI (docker or podman), never without a timeout.
 
 One place owns: which binary runs, how the engine URL reaches it (DOCKER_HOST for the docker CLI,

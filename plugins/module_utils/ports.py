@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: perry.fleet contributors
-# MIT License (see LICENSE)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Host-wide allocation of SSH (2200-2400) and worker (7392-7500) host ports.
 
 Perry probed 127.0.0.1 only and ignored stopped containers, so a stopped workspace's port could be

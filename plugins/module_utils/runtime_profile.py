@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: perry.fleet contributors
-# MIT License (see LICENSE)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The docker-vs-podman differences of a Perry workspace, in one table.
 
 Everything else in the collection asks this table instead of testing the runtime name, so a new

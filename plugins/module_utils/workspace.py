@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: perry.fleet contributors
-# MIT License (see LICENSE)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Converging Perry workspaces: plan from one batched inspect, then apply only what differs.
 
 Order of work: validate every item (bad input creates nothing) -> one ``inspect`` of all containers
@@ -123,9 +123,9 @@ def validate_items(items: list, settings: Settings) -> list:
         memory = item.get("memory")
         if memory is not None and not ws.MEMORY_RE.match(str(memory)):
             raise ws.SpecError("memory %r is invalid: use a number with an optional unit b, k, m or g (e.g. 4g)" % memory)
-        if item.get("cpus") is not None and not float(item["cpus"]) > 0:
+        if item.get("cpus") is not None and float(item["cpus"]) <= 0:
             raise ws.SpecError("cpus must be greater than 0")
-        if item.get("pids_limit") is not None and not int(item["pids_limit"]) > 0:
+        if item.get("pids_limit") is not None and int(item["pids_limit"]) <= 0:
             raise ws.SpecError("pids_limit must be greater than 0")
         ws.validate_port(item.get("ssh_port"), settings.ssh_port_range, "ssh_port")
         if item.get("worker_port") is not None and not profile.publish_worker_port:

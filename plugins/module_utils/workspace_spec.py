@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: perry.fleet contributors
-# MIT License (see LICENSE)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A Perry workspace as data: validated input -> desired container spec -> engine argv and hash.
 
 No I/O here. Names, labels, mounts and ports follow Perry (reference §1): container and home volume

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: perry.fleet contributors
-# MIT License (see LICENSE)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ description:
   - Environment and labels reach the engine through 0600 files that are removed right after C(create); no value
     appears on a command line. Secret values never appear in results or diffs.
 author:
-  - perry.fleet contributors
+  - perry.fleet contributors (@perry-fleet)
 extends_documentation_fragment:
   - perry.fleet.engine
 attributes:
@@ -217,8 +217,11 @@ workspaces:
     runtime: {description: Runtime profile name., type: str, returned: always}
     profile: {description: The runtime profile applied (privileged, set_hostname, dind_volume, ...)., type: dict, returned: always}
     image_id: {description: Image id the container runs., type: str, returned: unless state is absent}
-    ports: {description: "Host ports: C(ssh), C(worker) (podman) and C(bind_address)."., type: dict, returned: unless state is absent,
-            sample: {ssh: 2200, worker: 7392, bind_address: 127.0.0.1}}
+    ports:
+      description: Host ports, C(ssh), C(worker) (podman) and C(bind_address).
+      type: dict
+      returned: unless state is absent
+      sample: {ssh: 2200, worker: 7392, bind_address: 127.0.0.1}
     volumes: {description: Volume names by role (C(home), C(docker))., type: dict, returned: unless state is absent}
     spec_hash: {description: Hash of the desired spec kept as a label., type: str, returned: unless state is absent}
 commands:

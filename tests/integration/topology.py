@@ -14,7 +14,6 @@ import os
 import secrets
 import subprocess
 import tempfile
-import textwrap
 from dataclasses import dataclass, field
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -50,7 +49,7 @@ class Topology:
         if self.engine_url and self.engine_cli.endswith("docker"):
             env["DOCKER_HOST"] = self.engine_url
         if self.become_user:
-            uid = int(subprocess.run(["id", "-u", self.become_user], capture_output=True, text=True).stdout)
+            uid = int(subprocess.run(["id", "-u", self.become_user], capture_output=True, text=True, check=True).stdout)
             argv = ["runuser", "-u", self.become_user, "--", "env", "XDG_RUNTIME_DIR=/run/user/%d" % uid,
                     "HOME=/home/%s" % self.become_user] + argv
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=check, env=env, input=input)
@@ -108,7 +107,7 @@ def run_playbook(tasks: list, topology: Topology | None = None, check: bool = Fa
         env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1",
                    ANSIBLE_PYTHON_INTERPRETER="auto_silent", ANSIBLE_LOCALHOST_WARNING="false",
                    ANSIBLE_PIPELINING="True")
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO, check=False)
     try:
         doc = json.loads(proc.stdout)
         results = [t["hosts"]["localhost"] for t in doc["plays"][0]["tasks"]]

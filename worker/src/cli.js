@@ -1,4 +1,3 @@
-#!/usr/bin/env bun
 // perry (worker subset): `perry worker serve [--port N] [--host H] [--full-rescan]`, `perry --version`.
 import * as os from "node:os";
 import { VERSION } from "./version.js";

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import collections
+
 import pytest
 
 from ansible_collections.perry.fleet.plugins.module_utils import workspace_spec as ws
@@ -9,6 +11,7 @@ from ansible_collections.perry.fleet.plugins.module_utils.workspace import (
 from .fake_engine import FakeEngine
 
 IMAGE = "localhost/perry:latest"
+Run = collections.namedtuple("Run", "manager results")
 
 
 def params(**kw):
@@ -24,7 +27,7 @@ def converge(engine, runtime="podman", check=False, lock=None, **kw):
     settings.start_timeout = 2
     manager = WorkspaceManager(engine, settings)
     items = validate_items(expand_items(params(**kw)), settings)
-    return manager, manager.apply(manager.plan(items))
+    return Run(manager, manager.apply(manager.plan(items)))
 
 
 @pytest.fixture(autouse=True)
@@ -56,8 +59,8 @@ def test_list_form_is_one_inspect_for_twenty():
 
 def test_image_change_recreates_keeps_volumes_and_ports():
     eng = FakeEngine(images=(IMAGE, "localhost/perry:v2"))
-    _, first = converge(eng, name="alice")
-    _, res = converge(eng, name="alice", image="localhost/perry:v2")
+    first = converge(eng, name="alice").results
+    res = converge(eng, name="alice", image="localhost/perry:v2").results
     assert res[0]["actions"] == ["recreate", "start"]
     assert res[0]["ports"] == first[0]["ports"]
     assert "workspace-alice" in eng.volumes
@@ -66,13 +69,13 @@ def test_image_change_recreates_keeps_volumes_and_ports():
 def test_env_change_recreates_and_diff_shows_only_changed_keys():
     eng = FakeEngine()
     converge(eng, name="alice", env={"A": "1"})
-    _, res = converge(eng, name="alice", env={"A": "2"})
+    res = converge(eng, name="alice", env={"A": "2"}).results
     assert res[0]["diff"]["before"] == {"env": {"A": "1"}} and res[0]["diff"]["after"] == {"env": {"A": "2"}}
 
 
 def test_secrets_go_through_file_and_never_into_results():
     eng = FakeEngine()
-    _, res = converge(eng, name="alice", secret_env={"TOKEN": "s3cret"}, env={"PLAIN": "v"})
+    res = converge(eng, name="alice", secret_env={"TOKEN": "s3cret"}, env={"PLAIN": "v"}).results
     files = eng.files_seen["workspace-alice"]
     assert files["--env-file"]["TOKEN"] == "s3cret" and files["--env-file"][ws.SECRET_KEYS_ENV] == "TOKEN"
     assert "s3cret" not in repr(res) and "s3cret" not in repr(eng.commands)
@@ -90,19 +93,19 @@ def test_check_mode_changes_nothing_and_says_what_it_would_do():
 def test_stop_start_restart_cycle():
     eng = FakeEngine()
     converge(eng, name="alice")
-    _, res = converge(eng, name="alice", state="stopped")
+    res = converge(eng, name="alice", state="stopped").results
     assert res[0]["actions"] == ["stop"] and not res[0]["running"]
-    _, res = converge(eng, name="alice", state="stopped")
+    res = converge(eng, name="alice", state="stopped").results
     assert res[0]["actions"] == []
-    _, res = converge(eng, name="alice", state="started")
+    res = converge(eng, name="alice", state="started").results
     assert res[0]["actions"] == ["start"] and res[0]["running"]
-    _, res = converge(eng, name="alice", state="restarted")
+    res = converge(eng, name="alice", state="restarted").results
     assert res[0]["actions"] == ["restart"]
 
 
 def test_present_creates_without_starting():
     eng = FakeEngine()
-    _, res = converge(eng, name="alice", state="present")
+    res = converge(eng, name="alice", state="present").results
     assert res[0]["actions"] == ["create volume workspace-alice", "create"] and not res[0]["running"]
 
 
@@ -110,17 +113,17 @@ def test_absent_keeps_volumes_unless_purge():
     eng = FakeEngine()
     converge(eng, runtime="docker", name="alice")
     assert eng.volumes == {"workspace-alice", "workspace-alice-docker"}
-    _, res = converge(eng, runtime="docker", name="alice", state="absent")
+    res = converge(eng, runtime="docker", name="alice", state="absent").results
     assert res[0]["actions"] == ["remove container"] and eng.volumes == {"workspace-alice", "workspace-alice-docker"}
-    _, res = converge(eng, runtime="docker", name="alice", state="absent", purge=True, check=True)
+    res = converge(eng, runtime="docker", name="alice", state="absent", purge=True, check=True).results
     assert eng.volumes == {"workspace-alice", "workspace-alice-docker"}
-    _, res = converge(eng, runtime="docker", name="alice", state="absent", purge=True)
+    res = converge(eng, runtime="docker", name="alice", state="absent", purge=True).results
     assert not eng.volumes and not eng.containers
 
 
 def test_docker_profile_applied():
     eng = FakeEngine()
-    _, res = converge(eng, runtime="docker", name="alice")
+    res = converge(eng, runtime="docker", name="alice").results
     c = eng.containers["workspace-alice"]
     assert c["HostConfig"]["Privileged"] and res[0]["ports"]["worker"] is None
     assert res[0]["volumes"] == {"home": "workspace-alice", "docker": "workspace-alice-docker"}
@@ -133,7 +136,7 @@ def test_foreign_container_is_not_touched_without_adopt():
     with pytest.raises(WorkspaceError, match="adopt=true"):
         converge(eng, name="alice")
     assert eng.containers["workspace-alice"]["Id"] == "x"
-    _, res = converge(eng, name="alice", adopt=True)
+    res = converge(eng, name="alice", adopt=True).results
     assert res[0]["actions"][0] == "create volume workspace-alice" and "recreate" in res[0]["actions"]
 
 
