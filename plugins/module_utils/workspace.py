@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, 
 from ansible_collections.perry.fleet.plugins.module_utils.ports import HostPortLock, PortAllocator, PortError
 from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import get_profile
 from ansible_collections.perry.fleet.plugins.module_utils.waiter import wait_until
+from ansible_collections.perry.fleet.plugins.module_utils.worker_sync import WorkerArtifact, WorkerSync, WorkerSyncError
 from ansible_collections.perry.fleet.plugins.module_utils import workspace_spec as ws
 
 STATES = ("present", "started", "stopped", "restarted", "absent")
@@ -46,6 +48,8 @@ class Settings:
     ssh_port_range: tuple = ws.SSH_PORT_RANGE
     worker_port_range: tuple = ws.WORKER_PORT_RANGE
     port_lock_path: str = "/tmp/perry-fleet-ports.lock"
+    worker: WorkerArtifact | None = None
+    parallel: int = 8
 
 
 @dataclass
@@ -56,6 +60,7 @@ class Plan:
     actions: list = field(default_factory=list)
     before: dict | None = None   # the spec label of the existing container
     was_running: bool = False
+    worker: dict | None = None
 
     @property
     def name(self) -> str:
@@ -221,7 +226,37 @@ class WorkspaceManager:
                 plan.actions.append("recreate" if plan.existing else "create")
         for plan in plans:
             self._converge_state(plan)
+        if self.settings.worker is not None:
+            self._sync_workers(plans)
         return [self._result(p) for p in plans]
+
+    def _sync_workers(self, plans: list) -> None:
+        """Worker sync for every running workspace, in parallel (each costs one exec when unchanged)."""
+        syncer = WorkerSync(self.engine, self.settings.worker, self.settings.engine_timeout)
+        targets = [p for p in plans if p.item["state"] in ("started", "restarted")
+                   and (_running(p.existing) or self.settings.check_mode)]
+
+        def one(plan):
+            if self.settings.check_mode and ("create" in plan.actions or "recreate" in plan.actions):
+                # A container that would be (re)created has no worker yet.
+                return plan, {"kind": syncer.artifact.kind, "digest": syncer.artifact.digest, "changed": True, "action": "install"}, None
+            try:
+                return plan, syncer.sync(plan.container, check_mode=self.settings.check_mode), None
+            except (WorkerSyncError, EngineError) as exc:
+                return plan, None, "%s: %s" % (plan.name, exc)
+
+        errors = []
+        with ThreadPoolExecutor(max_workers=max(1, min(self.settings.parallel, len(targets) or 1))) as pool:
+            for plan, result, error in pool.map(one, targets):
+                if error:
+                    errors.append(error)
+                    continue
+                plan.worker = result
+                if result["changed"]:
+                    plan.actions.append("worker %s" % result["action"])
+                    self.changed = True
+        if errors:
+            raise WorkspaceError("worker sync failed for %d workspace(s): %s" % (len(errors), "; ".join(errors)))
 
     def _needs_create(self, plan: Plan) -> bool:
         if plan.existing is None:
@@ -357,6 +392,7 @@ class WorkspaceManager:
             "actions": plan.actions,
             "runtime": self.profile.name,
             "profile": self.profile.as_dict(),
+            "worker": plan.worker,
         }
         if spec is not None:
             out.update({

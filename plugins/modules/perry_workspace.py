@@ -153,6 +153,16 @@ options:
         itself), keeping its volumes. Without it such a container is an error and is left alone.
     type: bool
     default: false
+  worker_source:
+    description:
+      - Path on the managed host to the Perry worker to install in every running workspace: a compiled binary
+        (installed as C(/usr/local/bin/perry), root:root 0755; its architecture must match the container's) or a
+        JS dist directory with C(cli.js) (installed under C(/usr/local/lib/perry) with a sh wrapper at
+        C(/usr/local/bin/perry) that runs the image's C(bun)). Your own Perry build works the same way.
+      - A content-hash manifest in the container skips unchanged workers; new content is renamed into place
+        atomically and the running worker is restarted (the image's supervisor starts the new one).
+      - Unset means no worker sync.
+    type: path
   start_timeout:
     description: Seconds to wait after C(start) until the container accepts C(exec).
     type: float
@@ -224,6 +234,10 @@ workspaces:
       sample: {ssh: 2200, worker: 7392, bind_address: 127.0.0.1}
     volumes: {description: Volume names by role (C(home), C(docker))., type: dict, returned: unless state is absent}
     spec_hash: {description: Hash of the desired spec kept as a label., type: str, returned: unless state is absent}
+    worker:
+      description: Worker sync result (C(kind), C(digest), C(changed), C(action)), null when not synced.
+      type: dict
+      returned: always
 commands:
   description: Engine commands run, with rc and seconds (values redacted; env reached the engine through a file).
   returned: always
@@ -238,6 +252,7 @@ from ansible_collections.perry.fleet.plugins.module_utils.ports import PortError
 from ansible_collections.perry.fleet.plugins.module_utils.workspace import (
     Settings, WorkspaceError, WorkspaceManager, expand_items, validate_items)
 from ansible_collections.perry.fleet.plugins.module_utils.workspace_spec import SpecError
+from ansible_collections.perry.fleet.plugins.module_utils.worker_sync import WorkerArtifact, WorkerSyncError
 from ansible_collections.perry.fleet.plugins.module_utils.module_args import engine_argument_spec, make_engine
 
 
@@ -280,6 +295,7 @@ def main():
         port_lock_path=dict(type="path", default="/tmp/perry-fleet-ports.lock"),
         purge=dict(type="bool", default=False),
         adopt=dict(type="bool", default=False),
+        worker_source=dict(type="path"),
         start_timeout=dict(type="float", default=30),
         stop_timeout=dict(type="int", default=10),
     )
@@ -300,9 +316,10 @@ def main():
             engine_timeout=p["engine_timeout"], start_timeout=p["start_timeout"], stop_timeout=p["stop_timeout"],
             ssh_port_range=_range(p["ssh_port_range"], "ssh_port_range"),
             worker_port_range=_range(p["worker_port_range"], "worker_port_range"),
-            port_lock_path=p["port_lock_path"])
+            port_lock_path=p["port_lock_path"],
+            worker=WorkerArtifact.from_path(p["worker_source"]) if p["worker_source"] else None)
         items = validate_items(expand_items(p), settings)
-    except (SpecError, ValueError) as exc:
+    except (SpecError, ValueError, WorkerSyncError) as exc:
         module.fail_json(msg=str(exc))
 
     manager = WorkspaceManager(engine, settings)

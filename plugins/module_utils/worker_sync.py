@@ -1,0 +1,181 @@
+# -*- coding: utf-8 -*-
+# Copyright: perry.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Installing the Perry worker into a running workspace, atomically and only when it changed.
+
+Two artifact formats (reference §2): a compiled binary installed as /usr/local/bin/perry (the docker
+profile's default), or a JavaScript dist directory plus a POSIX sh wrapper at /usr/local/bin/perry
+that execs the container's bun on it (the podman profile's default: no host-specific linker paths).
+A content-hash manifest in the container makes an unchanged worker cost one exec. New content is
+copied to a temporary path and renamed into place, so an interrupted sync never leaves a broken worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+from dataclasses import dataclass
+
+from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, EngineError
+
+LIB_DIR = "/usr/local/lib/perry"
+MANIFEST = LIB_DIR + "/MANIFEST"
+BIN_PATH = "/usr/local/bin/perry"
+DIST_ENTRY = "cli.js"
+BUN_PATH = "/usr/local/bin/bun"
+USER_LINK = "/home/workspace/.local/bin/perry"
+ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
+# Matches "/usr/local/bin/perry worker serve" and the dist form ".../perry/current/cli.js worker serve";
+# the bracket keeps pkill's own `sh -c` command line from matching.
+WORKER_PROCESS_RE = "[p]erry.* worker serve"
+
+
+class WorkerSyncError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class WorkerArtifact:
+    path: str
+    kind: str          # "binary" or "dist"
+    digest: str
+    arch: str | None   # binaries only
+
+    @classmethod
+    def from_path(cls, path: str) -> "WorkerArtifact":
+        path = os.path.abspath(os.path.expanduser(path))
+        if os.path.isdir(path):
+            if not os.path.isfile(os.path.join(path, DIST_ENTRY)):
+                raise WorkerSyncError("worker_source %s is a directory without %s: point it at the worker's JS dist "
+                                      "directory (worker/dist after worker/build.sh)" % (path, DIST_ENTRY))
+            return cls(path, "dist", _tree_digest(path), None)
+        if os.path.isfile(path):
+            return cls(path, "binary", _file_digest(path), _elf_arch(path))
+        raise WorkerSyncError("worker_source %s does not exist on this host: build it with worker/build.sh or copy "
+                              "it here first" % path)
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _tree_digest(root: str) -> str:
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            h.update(os.path.relpath(full, root).encode() + b"\0" + _file_digest(full).encode() + b"\n")
+    return h.hexdigest()
+
+
+def _elf_arch(path: str) -> str:
+    with open(path, "rb") as fh:
+        head = fh.read(20)
+    if head[:4] != b"\x7fELF":
+        raise WorkerSyncError("worker_source %s is not a Linux (ELF) binary: build it for Linux with "
+                              "`bun build --compile --target=bun-linux-x64` or use the JS dist directory" % path)
+    machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+    return ELF_MACHINES.get(machine, "elf-machine-%d" % machine)
+
+
+def _sh(script: str) -> list:
+    return ["sh", "-c", script]
+
+
+class WorkerSync:
+    def __init__(self, engine: Engine, artifact: WorkerArtifact, timeout: float):
+        self.engine = engine
+        self.artifact = artifact
+        self.timeout = timeout
+
+    def manifest_line(self) -> str:
+        return "%s %s" % (self.artifact.kind, self.artifact.digest)
+
+    def probe(self, container: str) -> tuple:
+        """(container arch, installed manifest line) in one exec."""
+        res = self.engine.run(["exec", "-u", "root", container] + _sh("uname -m; cat %s 2>/dev/null || true" % MANIFEST),
+                              timeout=self.timeout)
+        lines = res.stdout.splitlines()
+        return (lines[0].strip() if lines else ""), (lines[1].strip() if len(lines) > 1 else "")
+
+    def sync(self, container: str, check_mode: bool = False) -> dict:
+        """Returns {'changed', 'digest', 'kind', 'action'}; raises WorkerSyncError with advice."""
+        arch, installed = self.probe(container)
+        if self.artifact.kind == "binary" and self.artifact.arch != arch:
+            raise WorkerSyncError(
+                "worker binary %s is built for %s but container %s runs %s: build the worker for %s (or use the JS "
+                "dist directory, which runs on any architecture with bun)" % (self.artifact.path, self.artifact.arch,
+                                                                               container, arch, arch))
+        result = {"kind": self.artifact.kind, "digest": self.artifact.digest, "changed": False, "action": "unchanged"}
+        if installed == self.manifest_line():
+            return result
+        result.update(changed=True, action="install" if not installed else "update")
+        if check_mode:
+            return result
+        if self.artifact.kind == "binary":
+            self._install_binary(container)
+        else:
+            self._install_dist(container)
+        self._restart_worker(container)
+        return result
+
+    def _copy(self, src: str, container: str, dest: str) -> None:
+        self.engine.run(["cp", src, "%s:%s" % (container, dest)], timeout=max(self.timeout, 120))
+
+    def _install_binary(self, container: str) -> None:
+        tmp = "%s.new-%s" % (BIN_PATH, self.artifact.digest[:12])
+        self._copy(self.artifact.path, container, tmp)
+        self._finalize(container, "chown root:root %s && chmod 0755 %s && mv -f %s %s" % (tmp, tmp, tmp, BIN_PATH))
+
+    def _install_dist(self, container: str) -> None:
+        release = "%s/releases/%s" % (LIB_DIR, self.artifact.digest[:16])
+        staging = release + ".tmp"
+        self.engine.run(["exec", "-u", "root", container] + _sh(
+            "rm -rf %s && mkdir -p %s/releases" % (shlex.quote(staging), LIB_DIR)), timeout=self.timeout)
+        self._copy(self.artifact.path, container, staging)
+        wrapper = '#!/bin/sh\\n# perry worker: JS dist run by the bun of this container (installed by perry.fleet)\\n' \
+                  'exec %s %s/current/%s "$@"\\n' % (BUN_PATH, LIB_DIR, DIST_ENTRY)
+        self._finalize(container, " && ".join([
+            "test -x %s || { echo 'the image has no %s: the JS dist worker needs bun (use the perry.fleet.image role)' >&2; exit 3; }" % (BUN_PATH, BUN_PATH),
+            "chown -R root:root %s" % staging,
+            "find %s -type d -exec chmod 0755 {} +" % staging,
+            "find %s -type f -exec chmod 0644 {} +" % staging,
+            "rm -rf %s && mv %s %s" % (release, staging, release),
+            # Swap the 'current' link atomically (rename over it), then the wrapper likewise.
+            "ln -sfn %s %s/current.new && mv -T %s/current.new %s/current" % (release, LIB_DIR, LIB_DIR, LIB_DIR),
+            "printf '%s' > %s.new && chmod 0755 %s.new && chown root:root %s.new && mv -f %s.new %s" % (
+                wrapper, BIN_PATH, BIN_PATH, BIN_PATH, BIN_PATH, BIN_PATH),
+            # Keep only the release in use.
+            "find %s/releases -mindepth 1 -maxdepth 1 ! -name %s -exec rm -rf {} +" % (LIB_DIR, os.path.basename(release)),
+        ]))
+
+    def _finalize(self, container: str, install_cmd: str) -> None:
+        """Install, link for the workspace user, and record the manifest last (so a crash means 'resync')."""
+        script = " && ".join([
+            "set -e",
+            install_cmd,
+            "mkdir -p %s" % os.path.dirname(USER_LINK),
+            "ln -sfn %s %s" % (BIN_PATH, USER_LINK),
+            "chown -h workspace:workspace %s %s 2>/dev/null || true" % (os.path.dirname(USER_LINK), USER_LINK),
+            "mkdir -p %s && printf '%%s\\n' %s > %s.new && mv -f %s.new %s" % (
+                LIB_DIR, shlex.quote(self.manifest_line()), MANIFEST, MANIFEST, MANIFEST),
+        ])
+        try:
+            self.engine.run(["exec", "-u", "root", container] + _sh(script), timeout=self.timeout)
+        except EngineError as exc:
+            raise WorkerSyncError("installing the worker in %s failed: %s" % (container, exc.stderr.strip() or exc.msg)) from None
+
+    def _restart_worker(self, container: str) -> None:
+        """New content: stop the old worker. The image's entrypoint supervisor starts the new one within
+        seconds; images without it get the worker started here."""
+        script = ("pkill -f '%s' || true; "
+                  "if [ ! -x /usr/local/bin/perry-entrypoint ]; then "
+                  "su -s /bin/sh workspace -c 'cd /home/workspace && nohup %s worker serve >/tmp/perry-worker.log 2>&1 &'; fi"
+                  % (WORKER_PROCESS_RE, BIN_PATH))
+        self.engine.run(["exec", "-u", "root", container] + _sh(script), timeout=self.timeout)

@@ -1,0 +1,201 @@
+"""perry_workspace on real engines: every topology, real images from roles/image."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from topology import REPO, TOPOLOGIES, run_module, run_playbook, venv_bin
+
+MODULE = "perry.fleet.perry_workspace"
+
+
+def ok(result):
+    assert not result.get("failed"), json.dumps({k: result.get(k) for k in ("msg", "stderr", "cmd", "commands")}, indent=1)
+    return result
+
+
+def derived_image(topology, base, tag):
+    """A different image id on the same content (a new label), to drive recreate."""
+    name = "localhost/perry-derived:%s" % tag
+    topology.cli("build", "-t", name, "-", input="FROM %s\nLABEL perry.test.tag=%s\n" % (base, tag), timeout=300)
+    return name
+
+
+def test_lifecycle(topology, workspace_image, prefix):
+    name = prefix + "life"
+    cname = "workspace-" + name
+    r = ok(run_module(MODULE, {"name": name, "image": workspace_image, "env": {"PLAIN": "hello"},
+                               "secret_env": {"PERRY_TEST_TOKEN": "tok-" + prefix}}, topology))
+    w = r["workspaces"][0]
+    assert r["changed"] and "create" in w["actions"] and w["running"]
+    assert 2200 <= w["ports"]["ssh"] <= 2400
+    assert "tok-" + prefix not in json.dumps(r)
+
+    # The runtime gating table, read back from the engine.
+    c = topology.inspect(cname)
+    labels = c["Config"]["Labels"]
+    assert labels["workspace.name"] == name and labels["workspace.managed"] == "true"
+    assert c["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    mounts = {m.get("Name"): m["Destination"] for m in c["Mounts"]}
+    assert mounts[cname] == "/home/workspace"
+    bindings = c["HostConfig"]["PortBindings"]
+    assert bindings["22/tcp"][0]["HostIp"] == "127.0.0.1"
+    if topology.runtime == "docker":
+        assert c["HostConfig"]["Privileged"] is True
+        assert c["Config"]["Hostname"] == name
+        assert mounts[cname + "-docker"] == "/var/lib/docker"
+        assert "7392/tcp" not in bindings
+    else:
+        assert c["HostConfig"]["Privileged"] is False
+        assert c["Config"]["Hostname"] != name
+        assert "/var/lib/docker" not in mounts.values()
+        assert bindings["7392/tcp"][0] == {"HostIp": "127.0.0.1", "HostPort": str(w["ports"]["worker"])}
+        assert 7392 <= w["ports"]["worker"] <= 7500
+
+    # Idempotent: changed=false after a single inspect.
+    r2 = ok(run_module(MODULE, {"name": name, "image": workspace_image, "env": {"PLAIN": "hello"},
+                                "secret_env": {"PERRY_TEST_TOKEN": "tok-" + prefix}}, topology))
+    assert not r2["changed"]
+    assert len(r2["commands"]) == 1 and " inspect " in r2["commands"][0]["cmd"], r2["commands"]
+
+    # Home data survives an image change (recreate keeps volumes and ports).
+    topology.cli("exec", cname, "sh", "-c", "echo kept > /home/workspace/marker")
+    new_image = derived_image(topology, workspace_image, prefix.rstrip("-"))
+    r3 = ok(run_module(MODULE, {"name": name, "image": new_image, "env": {"PLAIN": "hello"},
+                                "secret_env": {"PERRY_TEST_TOKEN": "tok-" + prefix}}, topology, diff=True))
+    w3 = r3["workspaces"][0]
+    assert "recreate" in w3["actions"] and w3["ports"] == w["ports"]
+    assert topology.cli("exec", cname, "cat", "/home/workspace/marker").stdout.strip() == "kept"
+
+    # stop / start
+    r4 = ok(run_module(MODULE, {"name": name, "image": new_image, "state": "stopped", "env": {"PLAIN": "hello"},
+                                "secret_env": {"PERRY_TEST_TOKEN": "tok-" + prefix}}, topology))
+    assert r4["workspaces"][0]["actions"] == ["stop"] and not topology.inspect(cname)["State"]["Running"]
+    r5 = ok(run_module(MODULE, {"name": name, "image": new_image, "state": "started", "env": {"PLAIN": "hello"},
+                                "secret_env": {"PERRY_TEST_TOKEN": "tok-" + prefix}}, topology))
+    assert r5["workspaces"][0]["actions"] == ["start"] and topology.inspect(cname)["State"]["Running"]
+
+    # absent in check mode removes nothing; absent keeps volumes; purge removes them.
+    r6 = ok(run_module(MODULE, {"name": name, "state": "absent", "purge": True}, topology, check=True))
+    assert r6["changed"] and topology.inspect(cname) is not None
+    ok(run_module(MODULE, {"name": name, "state": "absent"}, topology))
+    assert topology.inspect(cname) is None
+    vols = topology.cli("volume", "ls", "-q").stdout.split()
+    assert cname in vols
+    ok(run_module(MODULE, {"name": name, "state": "absent", "purge": True}, topology))
+    vols = topology.cli("volume", "ls", "-q").stdout.split()
+    assert cname not in vols and cname + "-docker" not in vols
+    topology.cli("rmi", new_image, check=False)
+
+
+def test_check_mode_creates_nothing(topology, workspace_image, prefix):
+    name = prefix + "check"
+    r = ok(run_module(MODULE, {"name": name, "image": workspace_image}, topology, check=True, diff=True))
+    assert r["changed"] and r["workspaces"][0]["actions"] == ["create", "start"]
+    assert topology.inspect("workspace-" + name) is None
+    assert "workspace-" + name not in topology.cli("volume", "ls", "-q").stdout.split()
+
+
+@pytest.mark.parametrize("args,fragment", [
+    ({"name": "Bad_Name"}, "invalid"),
+    ({"name": "a;touch /tmp/pwned"}, "invalid"),
+    ({"name": "../../etc"}, "invalid"),
+    ({"name": "x" * 64}, "at most 63"),
+    ({"name": ""}, "empty"),
+    ({"name": "ok", "image": "localhost/no-such-image:1", "pull": "never"}, "perry.fleet.image"),
+    ({"name": "ok", "ssh_port": 80}, "outside its range"),
+    ({"name": "ok", "ssh_port_range": [2400, 2200]}, "not a valid port range"),
+    ({"name": "ok", "engine_cli": "/nonexistent/podman"}, "not found"),
+    ({"name": "ok", "engine_url": "garbage"}, "not an engine URL"),
+    ({"name": "ok", "engine_url": "tcp://127.0.0.1:1"}, "cannot inspect"),
+])
+def test_bad_input_creates_nothing(topology, workspace_image, prefix, args, fragment):
+    args = dict(args)
+    if args.get("name") == "ok":
+        args["name"] = prefix + "ok"
+    args.setdefault("image", workspace_image)
+    r = run_module(MODULE, args, topology)
+    assert r.get("failed") and fragment in r["msg"], r.get("msg")
+    assert not [n for n in topology.cli("ps", "-a", "--format", "{{.Names}}").stdout.split() if n.startswith("workspace-" + prefix)]
+    assert not [v for v in topology.cli("volume", "ls", "-q").stdout.split() if v.startswith("workspace-" + prefix)]
+
+
+def test_runtime_specific_refusals(topology, workspace_image, prefix):
+    if topology.runtime == "podman":
+        r = run_module(MODULE, {"name": prefix + "p", "image": workspace_image, "privileged": True}, topology)
+        assert r.get("failed") and "privileged=true is refused" in r["msg"]
+    else:
+        r = run_module(MODULE, {"name": prefix + "p", "image": workspace_image, "docker_host": "tcp://x:2375"}, topology)
+        assert r.get("failed") and "only with runtime=podman" in r["msg"]
+
+
+def test_worker_sync(topology, workspace_image, worker_artifacts, prefix):
+    """Profile default artifact (docker: binary, podman: dist); second sync is a no-op; worker answers inside."""
+    name = prefix + "wk"
+    source = worker_artifacts["binary" if topology.runtime == "docker" else "dist"]
+    args = {"name": name, "image": workspace_image, "worker_source": source}
+    r = ok(run_module(MODULE, args, topology))
+    w = r["workspaces"][0]
+    assert w["worker"]["changed"] and w["worker"]["kind"] == ("binary" if topology.runtime == "docker" else "dist")
+    r2 = ok(run_module(MODULE, args, topology))
+    assert not r2["changed"] and not r2["workspaces"][0]["worker"]["changed"]
+    cname = "workspace-" + name
+    stat = topology.cli("exec", cname, "stat", "-c", "%U:%G %a", "/usr/local/bin/perry").stdout.strip()
+    assert stat == "root:root 755"
+    assert topology.cli("exec", "-u", "workspace", cname, "/home/workspace/.local/bin/perry", "--version").stdout.strip()
+    # The image's supervisor starts the synced worker; it answers on 7392 inside.
+    deadline = time.monotonic() + 30
+    body = ""
+    while time.monotonic() < deadline:
+        res = topology.cli("exec", "-u", "workspace", cname, "curl", "-s", "--max-time", "2", "http://localhost:7392/health", check=False)
+        body = res.stdout
+        if res.returncode == 0 and '"ok"' in body:
+            break
+        time.sleep(0.5)
+    assert json.loads(body)["status"] == "ok"
+
+
+@pytest.mark.parametrize("topology_name", ["podman-rootful", "docker"])
+def test_twenty_concurrent_creates_never_share_a_port(topology_name):
+    """20 forks, each its own module run on this host: the host port lock keeps every port unique."""
+    from topology import TOPOLOGIES, random_prefix
+    from conftest import build_workspace_image
+    topo = TOPOLOGIES[topology_name]
+    image = build_workspace_image(topo)
+    prefix = random_prefix()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            inventory = os.path.join(tmp, "hosts")
+            with open(inventory, "w") as fh:
+                fh.write("\n".join("w%02d ansible_connection=local ansible_python_interpreter=auto_silent" % i for i in range(20)))
+            play = os.path.join(tmp, "play.yml")
+            with open(play, "w") as fh:
+                json.dump([{"hosts": "all", "gather_facts": False, "tasks": [{
+                    "perry.fleet.perry_workspace": dict(topo.engine_args(), name=prefix + "{{ inventory_hostname }}",
+                                                        image=image, state="present"),
+                    "register": "ws"}, {"ansible.builtin.copy": {
+                        "dest": os.path.join(tmp, "{{ inventory_hostname }}.json"), "content": "{{ ws | to_json }}"},
+                        "delegate_to": "localhost"}]}], fh)
+            proc = subprocess.run([venv_bin("ansible-playbook"), "-i", inventory, "-f", "20", play], cwd=REPO,
+                                  capture_output=True, text=True, timeout=900, check=False)
+            assert proc.returncode == 0, proc.stdout[-4000:]
+            results = [json.load(open(os.path.join(tmp, "w%02d.json" % i)))["workspaces"][0] for i in range(20)]
+        ssh = [r["ports"]["ssh"] for r in results]
+        assert len(set(ssh)) == 20, sorted(ssh)
+        if topo.runtime == "podman":
+            worker = [r["ports"]["worker"] for r in results]
+            assert len(set(worker)) == 20, sorted(worker)
+        # The engine agrees: no two containers publish the same host port.
+        published = []
+        for r in results:
+            c = topo.inspect("workspace-" + r["name"])
+            published += [b["HostPort"] for v in c["HostConfig"]["PortBindings"].values() for b in v]
+        assert len(published) == len(set(published))
+    finally:
+        topo.cleanup(prefix)
