@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.perry.fleet.plugins.module_utils.engine import Result
+from ansible_collections.perry.fleet.plugins.module_utils.worker_sync import (
+    MANIFEST, WorkerArtifact, WorkerSync, WorkerSyncError)
+
+
+def elf(tmp_path, machine):
+    path = tmp_path / "perry"
+    path.write_bytes(b"\x7fELF\x02\x01\x01" + b"\0" * 11 + machine.to_bytes(2, "little") + b"\0" * 100)
+    return str(path)
+
+
+class RecordingEngine:
+    def __init__(self, arch="x86_64", manifest=""):
+        self.arch, self.manifest, self.calls = arch, manifest, []
+
+    def run(self, args, timeout=None, check=True, stdin=None, record=True):
+        self.calls.append(args)
+        if args[0] == "exec" and "uname -m" in args[-1]:
+            return Result(0, "%s\n%s\n" % (self.arch, self.manifest), "", 0.0)
+        return Result(0, "", "", 0.0)
+
+
+def test_binary_arch_is_read_from_elf(tmp_path):
+    assert WorkerArtifact.from_path(elf(tmp_path, 62)).arch == "x86_64"
+    assert WorkerArtifact.from_path(elf(tmp_path, 183)).arch == "aarch64"
+
+
+def test_non_elf_binary_is_refused(tmp_path):
+    path = tmp_path / "perry"
+    path.write_text("#!/bin/sh\n")
+    with pytest.raises(WorkerSyncError, match="not a Linux"):
+        WorkerArtifact.from_path(str(path))
+
+
+def test_dist_needs_entry_and_digest_tracks_content(tmp_path):
+    (tmp_path / "d").mkdir()
+    with pytest.raises(WorkerSyncError, match="cli.js"):
+        WorkerArtifact.from_path(str(tmp_path / "d"))
+    (tmp_path / "d" / "cli.js").write_text("a")
+    first = WorkerArtifact.from_path(str(tmp_path / "d")).digest
+    (tmp_path / "d" / "cli.js").write_text("b")
+    assert WorkerArtifact.from_path(str(tmp_path / "d")).digest != first
+
+
+def test_missing_source_says_how_to_build(tmp_path):
+    with pytest.raises(WorkerSyncError, match="build.sh"):
+        WorkerArtifact.from_path(str(tmp_path / "nope"))
+
+
+def test_arch_mismatch_is_refused_before_copying(tmp_path):
+    engine = RecordingEngine(arch="aarch64")
+    sync = WorkerSync(engine, WorkerArtifact.from_path(elf(tmp_path, 62)), timeout=5)
+    with pytest.raises(WorkerSyncError, match="built for x86_64 but container c runs aarch64"):
+        sync.sync("c")
+    assert len(engine.calls) == 1
+
+
+def test_unchanged_worker_costs_one_exec(tmp_path):
+    art = WorkerArtifact.from_path(elf(tmp_path, 62))
+    engine = RecordingEngine(manifest="binary " + art.digest)
+    result = WorkerSync(engine, art, timeout=5).sync("c")
+    assert result["changed"] is False and len(engine.calls) == 1
+
+
+def test_changed_worker_copies_to_temp_then_renames_and_writes_manifest_last(tmp_path):
+    art = WorkerArtifact.from_path(elf(tmp_path, 62))
+    engine = RecordingEngine(manifest="binary old")
+    result = WorkerSync(engine, art, timeout=5).sync("c")
+    assert result["action"] == "update"
+    cp = [c for c in engine.calls if c[0] == "cp"][0]
+    assert cp[2].startswith("c:/usr/local/bin/perry.new-")
+    finalize = [c for c in engine.calls if c[0] == "exec" and "mv -f" in c[-1]][0][-1]
+    assert finalize.index("/usr/local/bin/perry.new-") < finalize.index(MANIFEST)
+
+
+def test_check_mode_reports_without_copying(tmp_path):
+    art = WorkerArtifact.from_path(elf(tmp_path, 62))
+    engine = RecordingEngine(manifest="")
+    result = WorkerSync(engine, art, timeout=5).sync("c", check_mode=True)
+    assert result == {"kind": "binary", "digest": art.digest, "changed": True, "action": "install"}
+    assert len(engine.calls) == 1
