@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
 import subprocess
-import tempfile
 
 import pytest
 
@@ -53,19 +51,11 @@ def workspace_image(topology):
 
 @pytest.fixture(scope="session")
 def worker_artifacts():
-    """worker/build.sh output, copied where every test user (rootless too) can read it."""
-    subprocess.run(["./build.sh"], cwd=os.path.join(REPO, "worker"), check=True, capture_output=True, timeout=600)
-    tmp = tempfile.mkdtemp(prefix="perry-fleet-worker-")
-    os.chmod(tmp, 0o755)
-    shutil.copytree(os.path.join(REPO, "worker", "dist"), os.path.join(tmp, "dist"))
-    shutil.copy2(os.path.join(REPO, "worker", "dist-bin", "perry"), os.path.join(tmp, "perry"))
-    for root, dirs, files in os.walk(tmp):
-        for d in dirs:
-            os.chmod(os.path.join(root, d), 0o755)
-        for f in files:
-            os.chmod(os.path.join(root, f), 0o755 if f == "perry" else 0o644)
-    yield {"dist": os.path.join(tmp, "dist"), "binary": os.path.join(tmp, "perry")}
-    shutil.rmtree(tmp, ignore_errors=True)
+    """The worker built once per source hash (worker/build-cached.sh), readable by every test user."""
+    cache = os.path.join(os.environ.get("PERRY_FLEET_CACHE", "/var/cache/perry-fleet"), "worker")
+    out = subprocess.run([os.path.join(REPO, "worker", "build-cached.sh"), cache], check=True,
+                         capture_output=True, text=True, timeout=600).stdout.strip()
+    return {"dist": os.path.join(out, "dist"), "binary": os.path.join(out, "perry")}
 
 
 @pytest.fixture
