@@ -1,0 +1,255 @@
+#!/bin/bash
+# perry-entrypoint: boot a Perry workspace container (runs under tini; plain bash, no bun needed).
+#  1. container env -> /etc/environment (non-secret) and ~workspace/.config/perry/secrets.env (0600, keys named
+#     in PERRY_SECRET_ENV_KEYS); secrets are then removed from the env of everything started here
+#  2. SSH_PUBLIC_KEY -> ~workspace/.ssh/authorized_keys
+#  3. engine: DOCKER_HOST set -> external engine, no dockerd; else start dockerd (DinD) and wait up to
+#     PERRY_DOCKERD_WAIT s (default 30). A failing dockerd is logged and the container STAYS UP (no restart loop).
+#  4. sshd (host keys generated here when missing; the image ships none)
+#  5. supervise `/usr/local/bin/perry worker serve` as user workspace (pidfile, restart within ~2 s)
+#  6. monitor sshd/dockerd every 10 s; SIGTERM/SIGINT -> stop everything and exit promptly
+# With arguments (`docker run IMAGE CMD...`) it only does step 1 and execs CMD.
+set -u
+
+LOG=/var/log/perry-entrypoint.log
+WORKER_BIN=/usr/local/bin/perry
+WORKER_PIDFILE=/run/perry-worker.pid
+WORKER_LOG=/tmp/perry-worker.log
+WS_USER=workspace
+WS_HOME=/home/workspace
+SECRETS_FILE="$WS_HOME/.config/perry/secrets.env"
+DOCKERD_LOG=/var/log/dockerd.log
+DOCKERD_WAIT="${PERRY_DOCKERD_WAIT:-30}"
+READY_MARKER=/run/perry-entrypoint.ready
+
+log() {
+  local line
+  line="$(date -u +%Y-%m-%dT%H:%M:%SZ) perry-entrypoint[$$]: $*"
+  printf '%s\n' "$line" >>"$LOG" 2>/dev/null
+  printf '%s\n' "$line"
+}
+
+is_alive() {  # pid exists and is not a zombie
+  local state
+  [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] || return 1
+  state="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# ---------------------------------------------------------------- 1. environment
+valid_key() { [[ "$1" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; }
+sq() { local v="${1//\'/\'\\\'\'}"; printf "'%s'" "$v"; }  # POSIX single-quoting
+
+declare -A SECRET=()
+IFS=',' read -r -a _secret_keys <<<"${PERRY_SECRET_ENV_KEYS:-}"
+for k in "${_secret_keys[@]}"; do
+  k="${k//[[:space:]]/}"
+  [ -n "$k" ] && valid_key "$k" && SECRET["$k"]=1
+done
+
+# Never in /etc/environment: per-process/session values and our own control variables.
+DENY=" HOME HOSTNAME USER LOGNAME SHELL TERM PWD OLDPWD SHLVL _ container PERRY_SECRET_ENV_KEYS SSH_PUBLIC_KEY \
+SSH_CLIENT SSH_CONNECTION SSH_TTY SSH_AUTH_SOCK MAIL "
+
+write_env_files() {
+  local k v tmp n_env=0 n_sec=0
+  tmp="$(mktemp /etc/.environment.XXXXXX)"
+  {
+    echo "# Written by perry-entrypoint at container start (non-secret container env)."
+  } >"$tmp"
+  while IFS= read -r k; do
+    valid_key "$k" || continue
+    [ -n "${SECRET[$k]:-}" ] && continue
+    case "$DENY" in *" $k "*) continue ;; esac
+    v="${!k}"
+    case "$v" in
+      *$'\n'* | *'"'*) log "env $k not written to /etc/environment (newline or double quote in value)"; continue ;;
+    esac
+    if [[ "$v" =~ [[:space:]#\'\\] ]]; then printf '%s="%s"\n' "$k" "$v"; else printf '%s=%s\n' "$k" "$v"; fi >>"$tmp"
+    n_env=$((n_env + 1))
+  done < <(compgen -e | sort)
+  chmod 0644 "$tmp" && mv -f "$tmp" /etc/environment
+
+  # Secrets: 0600 file owned by workspace, sourced by /etc/profile.d/perry-secrets.sh (login + interactive bash).
+  install -d -o "$WS_USER" -g "$WS_USER" -m 0700 "$WS_HOME/.config" "$WS_HOME/.config/perry" 2>/dev/null \
+    || mkdir -p "$WS_HOME/.config/perry"
+  tmp="$(mktemp "$WS_HOME/.config/perry/.secrets.XXXXXX")"
+  chmod 0600 "$tmp"
+  echo "# Written by perry-entrypoint: secret env (keys from PERRY_SECRET_ENV_KEYS). Do not share." >"$tmp"
+  for k in "${!SECRET[@]}"; do
+    if [ -n "${!k+x}" ]; then
+      printf '%s=%s\n' "$k" "$(sq "${!k}")" >>"$tmp"
+      n_sec=$((n_sec + 1))
+    fi
+  done
+  chown "$WS_USER:$WS_USER" "$tmp" && mv -f "$tmp" "$SECRETS_FILE"
+  log "env: $n_env variables -> /etc/environment, $n_sec secret(s) -> $SECRETS_FILE (0600)"
+  # Nothing started from here on inherits the secrets.
+  for k in "${!SECRET[@]}"; do unset "$k"; done
+}
+
+# ---------------------------------------------------------------- 2. ssh key
+install_ssh_key() {
+  [ -n "${SSH_PUBLIC_KEY:-}" ] || return 0
+  local d="$WS_HOME/.ssh"
+  install -d -o "$WS_USER" -g "$WS_USER" -m 0700 "$d"
+  touch "$d/authorized_keys"
+  if ! grep -qxF "$SSH_PUBLIC_KEY" "$d/authorized_keys"; then
+    printf '%s\n' "$SSH_PUBLIC_KEY" >>"$d/authorized_keys"
+  fi
+  chown "$WS_USER:$WS_USER" "$d/authorized_keys" && chmod 0600 "$d/authorized_keys"
+  log "ssh: SSH_PUBLIC_KEY added to $d/authorized_keys"
+}
+
+# ---------------------------------------------------------------- 3. engine
+DOCKERD_PID=""
+ENGINE_MODE=none
+has_cap_sys_admin() {
+  local eff
+  eff="$(awk '/^CapEff:/{print $2}' /proc/self/status)"
+  [ -n "$eff" ] && (( (16#$eff >> 21) & 1 ))
+}
+start_dockerd() {
+  : >>"$DOCKERD_LOG"
+  # shellcheck disable=SC2086  # PERRY_DOCKERD_ARGS is a word list on purpose
+  setsid dockerd --host=unix:///var/run/docker.sock ${PERRY_DOCKERD_ARGS:-} >>"$DOCKERD_LOG" 2>&1 </dev/null &
+  DOCKERD_PID=$!
+}
+dockerd_ready() { timeout 5 env -u DOCKER_HOST docker version >/dev/null 2>&1; }
+setup_engine() {
+  if [ -n "${DOCKER_HOST:-}" ]; then
+    ENGINE_MODE=external
+    log "engine: external engine at DOCKER_HOST=$DOCKER_HOST; dockerd is not started"
+    ( if timeout 10 docker version >/dev/null 2>&1; then log "engine: DOCKER_HOST answers (docker version ok)";
+      else log "engine: DOCKER_HOST does not answer yet (docker version failed); the client is $(command -v docker || echo missing)"; fi ) &
+    return 0
+  fi
+  if ! command -v dockerd >/dev/null 2>&1; then
+    ENGINE_MODE=none
+    log "engine: DOCKER_HOST is not set and this image has no dockerd (RUNTIME=$(cat /etc/perry-runtime 2>/dev/null || echo ?)); set DOCKER_HOST to an external engine. Staying up."
+    return 0
+  fi
+  log "engine: DOCKER_HOST not set; starting dockerd (Docker-in-Docker, log $DOCKERD_LOG)"
+  start_dockerd
+  local i
+  for ((i = 0; i < DOCKERD_WAIT; i++)); do
+    if dockerd_ready; then ENGINE_MODE=dind; log "engine: dockerd ready after ${i} s"; return 0; fi
+    is_alive "$DOCKERD_PID" || break
+    sleep 1
+  done
+  ENGINE_MODE=failed
+  local why="did not answer within ${DOCKERD_WAIT} s"
+  if ! is_alive "$DOCKERD_PID"; then wait "$DOCKERD_PID" 2>/dev/null; why="exited with status $?"; fi
+  has_cap_sys_admin || why="$why; the container is not privileged (no CAP_SYS_ADMIN): run it with --privileged or set DOCKER_HOST"
+  log "engine: dockerd FAILED: $why. The container stays up for diagnosis (no restart loop). Last lines of $DOCKERD_LOG:"
+  tail -n 20 "$DOCKERD_LOG" 2>/dev/null | sed 's/^/  dockerd| /' | tee -a "$LOG"
+}
+
+# ---------------------------------------------------------------- 4. sshd
+start_sshd() {
+  mkdir -p /run/sshd && chmod 0755 /run/sshd
+  if ! ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1; then
+    ssh-keygen -A >/dev/null 2>&1 && log "sshd: generated host keys"
+  fi
+  if /usr/sbin/sshd -E /var/log/sshd.log; then log "sshd: started (key-only)"; else log "sshd: FAILED to start (see /var/log/sshd.log)"; fi
+}
+sshd_running() { [ -s /run/sshd.pid ] && is_alive "$(cat /run/sshd.pid 2>/dev/null)"; }
+
+# ---------------------------------------------------------------- 5. worker supervisor
+find_worker() {  # prints the pid of a running worker: ours (pidfile) or one started from outside
+  local pid
+  pid="$(cat "$WORKER_PIDFILE" 2>/dev/null)"
+  if is_alive "$pid"; then echo "$pid"; return 0; fi
+  for pid in $(pgrep -f 'perry worker serve' 2>/dev/null); do
+    if is_alive "$pid"; then echo "$pid"; return 0; fi
+  done
+  return 1
+}
+start_worker() {
+  touch "$WORKER_LOG" && chown "$WS_USER:$WS_USER" "$WORKER_LOG"
+  (
+    cd "$WS_HOME" 2>/dev/null || cd /
+    exec env HOME="$WS_HOME" USER="$WS_USER" LOGNAME="$WS_USER" SHELL=/bin/bash \
+      setpriv --reuid="$WS_USER" --regid="$WS_USER" --init-groups -- "$WORKER_BIN" worker serve
+  ) >>"$WORKER_LOG" 2>&1 </dev/null &
+  echo $! >"$WORKER_PIDFILE"
+  log "worker: started $WORKER_BIN worker serve as $WS_USER (pid $!, log $WORKER_LOG)"
+}
+supervise_worker() {
+  trap - TERM INT
+  local pid adopted="" started=0 quick=0
+  while :; do
+    if [ -x "$WORKER_BIN" ]; then
+      if pid="$(find_worker)"; then
+        if [ "$pid" != "$(cat "$WORKER_PIDFILE" 2>/dev/null)" ]; then
+          echo "$pid" >"$WORKER_PIDFILE"
+          [ "$pid" != "$adopted" ] && log "worker: adopted running worker pid $pid"
+          adopted="$pid"
+        fi
+      else
+        if [ "$started" -gt 0 ]; then
+          if [ $((SECONDS - started)) -lt 10 ]; then quick=$((quick + 1)); else quick=0; fi
+          log "worker: not running (exited or killed); restarting"
+          if [ "$quick" -ge 5 ]; then log "worker: dies quickly ($quick times); backing off 10 s"; sleep 10; fi
+        fi
+        start_worker
+        started=$SECONDS
+      fi
+    fi
+    sleep 1
+  done
+}
+
+# ---------------------------------------------------------------- shutdown
+SUPERVISOR_PID=""
+SLEEP_PID=""
+shutdown() {
+  log "shutdown: signal received; stopping services"
+  local p
+  [ -n "$SUPERVISOR_PID" ] && kill "$SUPERVISOR_PID" 2>/dev/null
+  [ -n "$SLEEP_PID" ] && kill "$SLEEP_PID" 2>/dev/null
+  p="$(cat "$WORKER_PIDFILE" 2>/dev/null)"; is_alive "$p" && kill "$p" 2>/dev/null
+  p="$(cat /run/sshd.pid 2>/dev/null)"; is_alive "$p" && kill "$p" 2>/dev/null
+  if is_alive "$DOCKERD_PID"; then
+    kill "$DOCKERD_PID" 2>/dev/null
+    for _ in $(seq 40); do is_alive "$DOCKERD_PID" || break; sleep 0.2; done
+  fi
+  rm -f "$READY_MARKER" "$WORKER_PIDFILE"
+  log "shutdown: done"
+  exit 0
+}
+
+# ---------------------------------------------------------------- main
+mkdir -p "$(dirname "$LOG")"
+log "starting (runtime image: $(cat /etc/perry-runtime 2>/dev/null || echo unknown), pid $$)"
+[ -d "$WS_HOME" ] && [ "$(stat -c %U "$WS_HOME")" != "$WS_USER" ] && chown "$WS_USER:$WS_USER" "$WS_HOME"
+write_env_files
+
+if [ "$#" -gt 0 ]; then
+  log "command given; exec $*"
+  exec "$@"
+fi
+
+trap shutdown TERM INT
+install_ssh_key
+setup_engine
+start_sshd
+supervise_worker &
+SUPERVISOR_PID=$!
+echo "engine=$ENGINE_MODE" >"$READY_MARKER"
+log "ready: engine=$ENGINE_MODE sshd=$(sshd_running && echo up || echo down) worker=$([ -x "$WORKER_BIN" ] && echo supervised || echo "absent ($WORKER_BIN)")"
+
+tick=0
+while :; do
+  sleep 2 &
+  SLEEP_PID=$!
+  wait "$SLEEP_PID"
+  tick=$((tick + 1))
+  [ $((tick % 5)) -eq 0 ] || continue   # every 10 s
+  if ! sshd_running; then log "monitor: sshd is not running; restarting"; start_sshd; fi
+  if [ "$ENGINE_MODE" = dind ] && ! is_alive "$DOCKERD_PID"; then
+    log "monitor: dockerd died; restarting"
+    start_dockerd
+  fi
+  if ! is_alive "$SUPERVISOR_PID"; then supervise_worker & SUPERVISOR_PID=$!; fi
+done
