@@ -26,9 +26,10 @@ DIST_ENTRY = "cli.js"
 BUN_PATH = "/usr/local/bin/bun"
 USER_LINK = "/home/workspace/.local/bin/perry"
 ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
-# Matches "/usr/local/bin/perry worker serve" and the dist form ".../perry/current/cli.js worker serve";
-# the bracket keeps pkill's own `sh -c` command line from matching.
-WORKER_PROCESS_RE = "[p]erry.* worker serve"
+# pkill -f pattern for the running worker: "/usr/local/bin/perry worker serve" or, for the dist form,
+# "bun /usr/local/lib/perry/current/cli.js worker serve". The bracket keeps the `sh -c` script that
+# runs pkill from matching itself; scripts that also start the worker must spell it as "$w worker serve".
+WORKER_PROCESS_RE = "[p]erry( |/current/cli[.]js )worker serve"
 
 
 class WorkerSyncError(Exception):
@@ -174,8 +175,8 @@ class WorkerSync:
     def _restart_worker(self, container: str) -> None:
         """New content: stop the old worker. The image's entrypoint supervisor starts the new one within
         seconds; images without it get the worker started here."""
-        script = ("pkill -f '%s' || true; "
+        script = ("pkill -f '%s' || true; w=%s; "
                   "if [ ! -x /usr/local/bin/perry-entrypoint ]; then "
-                  "su -s /bin/sh workspace -c 'cd /home/workspace && nohup %s worker serve >/tmp/perry-worker.log 2>&1 &'; fi"
+                  "su -s /bin/sh workspace -c \"cd /home/workspace && nohup $w worker serve >/tmp/perry-worker.log 2>&1 &\"; fi"
                   % (WORKER_PROCESS_RE, BIN_PATH))
         self.engine.run(["exec", "-u", "root", container] + _sh(script), timeout=self.timeout)

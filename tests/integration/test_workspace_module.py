@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -173,7 +174,7 @@ def test_twenty_concurrent_creates_never_share_a_port(topology_name):
         with tempfile.TemporaryDirectory() as tmp:
             inventory = os.path.join(tmp, "hosts")
             with open(inventory, "w") as fh:
-                fh.write("\n".join("w%02d ansible_connection=local ansible_python_interpreter=auto_silent" % i for i in range(20)))
+                fh.write("\n".join("w%02d ansible_connection=local ansible_python_interpreter=%s" % (i, sys.executable) for i in range(20)))
             play = os.path.join(tmp, "play.yml")
             with open(play, "w") as fh:
                 json.dump([{"hosts": "all", "gather_facts": False, "tasks": [{

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 
@@ -105,7 +106,7 @@ def run_playbook(tasks: list, topology: Topology | None = None, check: bool = Fa
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
         env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_PYTHON_INTERPRETER="auto_silent", ANSIBLE_LOCALHOST_WARNING="false",
+                   ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_LOCALHOST_WARNING="false",
                    ANSIBLE_PIPELINING="True")
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO, check=False)
     try:
