@@ -137,7 +137,11 @@ class Engine:
         return result
 
     def inspect(self, names, timeout: float | None = None) -> dict:
-        """Inspect containers, images and volumes by name in ONE call; missing names are absent."""
+        """Inspect containers and images by name in ONE call; missing names are absent.
+
+        Volumes are never matched: Perry names a workspace's home volume like its container
+        (workspace-<name>), and with the container gone the engine would answer with the volume.
+        """
         names = [n for n in dict.fromkeys(names) if n]
         if not names:
             return {}
@@ -200,15 +204,14 @@ def short_id(value: str | None) -> str:
 
 
 def _match_names(names, objects) -> dict:
-    """Map each requested name to the object it resolved to (containers by name, volumes by name,
-    images by any tag, or by id prefix)."""
+    """Map each requested name to the container (by name or id) or image (by any tag or id) it resolved to."""
     found = {}
     for obj in objects:
         kind = object_kind(obj)
+        if kind == "volume":
+            continue
         if kind == "container":
             keys = {container_name(obj), obj.get("Id", "")}
-        elif kind == "volume":
-            keys = {obj.get("Name", "")}
         else:
             keys = set(obj.get("RepoTags") or [])
             keys |= {t.split("/", 1)[1] for t in keys if t.startswith(("localhost/", "docker.io/library/"))}

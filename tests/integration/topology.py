@@ -56,7 +56,8 @@ class Topology:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=check, env=env, input=input)
 
     def inspect(self, name: str) -> dict | None:
-        res = self.cli("inspect", name, check=False)
+        """The container of that name (not the volume that shares it)."""
+        res = self.cli("container", "inspect", name, check=False)
         data = json.loads(res.stdout or "[]") if res.returncode == 0 else []
         return data[0] if data else None
 

@@ -74,3 +74,8 @@ def test_image_names_match_tags_with_registry_prefixes():
     image = {"Id": "sha256:abc", "RepoTags": ["localhost/perry:latest"]}
     found = _match_names(["perry:latest", "perry", "localhost/perry:latest", "abc"], [image])
     assert set(found) == {"perry:latest", "perry", "localhost/perry:latest", "abc"}
+
+
+def test_a_volume_named_like_the_container_is_never_taken_for_it():
+    volume = {"Name": "workspace-a", "Mountpoint": "/var/lib/x", "Driver": "local"}
+    assert _match_names(["workspace-a"], [volume]) == {}
