@@ -111,8 +111,8 @@ class WorkerSync:
         if self.artifact.kind == "binary" and self.artifact.arch != arch:
             raise WorkerSyncError(
                 "worker binary %s is built for %s but container %s runs %s: build the worker for %s (or use the JS "
-                "dist directory, which runs on any architecture with bun)" % (self.artifact.path, self.artifact.arch,
-                                                                               container, arch, arch))
+                "dist directory, which runs on any architecture with bun)"
+                % (self.artifact.path, self.artifact.arch, container, arch, arch))
         result = {"kind": self.artifact.kind, "digest": self.artifact.digest, "changed": False, "action": "unchanged"}
         if installed == self.manifest_line():
             return result

@@ -155,7 +155,7 @@ options:
     default: false
   worker_source:
     description:
-      - Path on the managed host to the Perry worker to install in every running workspace: a compiled binary
+      - Path on the managed host to the Perry worker to install in every running workspace, either a compiled binary
         (installed as C(/usr/local/bin/perry), root:root 0755; its architecture must match the container's) or a
         JS dist directory with C(cli.js) (installed under C(/usr/local/lib/perry) with a sh wrapper at
         C(/usr/local/bin/perry) that runs the image's C(bun)). Your own Perry build works the same way.

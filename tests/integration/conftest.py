@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from topology import REPO, TOPOLOGIES, run_playbook
+from topology import REPO, run_playbook
 
 BASE_IMAGE = "localhost/perry-base:bookworm"
 WORKSPACE_IMAGE = "localhost/perry:latest"

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from topology import REPO, TOPOLOGIES, run_module, run_playbook, venv_bin
+from topology import REPO, run_module, venv_bin
 
 MODULE = "perry.fleet.perry_workspace"
 

@@ -1,0 +1,347 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: perry.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: perry_sessions
+short_description: List, read and delete coding-agent sessions through the Perry worker of many workspaces
+version_added: 0.1.0
+description:
+  - Talks to the Perry worker (port 7392) of each named workspace, in parallel, over the same bounded transports
+    as M(perry.fleet.perry_worker_health) (V(exec) curl with C(--max-time) plus a host-side kill, V(http) to a
+    container IP on a local bridge only, or V(published) on 127.0.0.1), decided from one batched C(inspect).
+  - Without O(session_id) it lists the sessions of every workspace (Claude Code, OpenCode, pi and Codex, as the
+    worker indexes them), optionally filtered by O(agent_type), O(since) and a JMESPath O(query).
+  - With O(session_id) it gets that session from every workspace that has it, and with O(messages=true) also one
+    page of its messages (O(limit), O(offset), counted from the newest end as the worker pages them).
+  - With O(state=absent) and O(session_id) it deletes the session wherever it exists. The session is read first,
+    so check mode reports what would be deleted and diff mode shows it.
+  - "Sessions are normalised the way the Perry agent consumes them, in one function: C(agentType) V(claude)
+    becomes V(claude-code) (the worker's value is kept as C(workerAgentType)); C(lastActivity) stays in
+    milliseconds and C(mtime) is added in seconds (C(lastActivity / 1000)); C(projectPath) is C(directory)
+    (for Claude the worker's encoded project directory name, unchanged); C(name) is C(title); C(workspace) is the
+    workspace the session came from. All fields of the worker are kept."
+  - A workspace whose worker cannot be reached is reported in its own entry (RV(workspaces[].error)); the other
+    workspaces' results are still returned. O(fail_on_error) turns such errors into a task failure.
+author:
+  - perry.fleet contributors (@perry-fleet)
+extends_documentation_fragment:
+  - perry.fleet.engine
+attributes:
+  check_mode:
+    support: full
+    description: Reads run as usual; with O(state=absent) the session is read and reported as would-be deleted.
+  diff_mode:
+    support: full
+    description: With O(state=absent) the deleted sessions are the C(before) and nothing the C(after).
+  idempotent:
+    support: full
+    description: Deleting a session that no workspace has any more reports C(changed=false).
+options:
+  name:
+    description: Workspace name (the container is C(workspace-<name>)). Mutually exclusive with O(names).
+    type: str
+  names:
+    description: Several workspaces of this host, queried in parallel. Mutually exclusive with O(name).
+    type: list
+    elements: str
+  state:
+    description:
+      - V(present) reads (list, get, messages) and changes nothing.
+      - V(absent) deletes O(session_id) from every workspace that has it.
+    type: str
+    choices: [present, absent]
+    default: present
+  session_id:
+    description: The session to get, page or delete. Required with O(state=absent) and O(messages=true).
+    type: str
+  messages:
+    description: With O(session_id), also return one page of the session's messages.
+    type: bool
+    default: false
+  limit:
+    description: Messages per page (the worker's C(limit)).
+    type: int
+    default: 50
+  offset:
+    description: How many of the newest items to skip (the worker's C(offset)), for paging backwards.
+    type: int
+    default: 0
+  agent_type:
+    description:
+      - Only list sessions of these agents. V(claude) and V(claude-code) mean the same.
+    type: list
+    elements: str
+    choices: [claude-code, claude, opencode, pi, codex]
+  since:
+    description:
+      - Only list sessions active at or after this moment, given as milliseconds since the epoch
+        (for example V(1767225600000)) or an ISO 8601 date or date-time (V(2026-01-01), V(2026-01-01T12:00:00Z)).
+      - A date or date-time without a time zone means UTC.
+    type: raw
+  query:
+    description:
+      - "A JMESPath expression applied to the flat, normalised and filtered RV(sessions) list; its value is returned
+        as RV(query_result), for example C([?messageCount > `10`].{id: id, workspace: workspace})."
+      - Needs the C(jmespath) Python library on the managed host.
+    type: str
+  transport:
+    description:
+      - How the host reaches the worker, as in M(perry.fleet.perry_worker_health). V(auto) follows the runtime
+        profile (V(http) for docker, V(exec) for podman); V(http) and V(published) fall back to V(exec) when they
+        cannot be used safely.
+    type: str
+    choices: [auto, exec, http, published]
+    default: auto
+  request_timeout:
+    description: Seconds one worker request may take (the worker rescans before listing).
+    type: float
+    default: 30
+  fail_on_error:
+    description: Fail the task when any workspace could not be read or changed (by default errors are per workspace).
+    type: bool
+    default: false
+requirements:
+  - jmespath (only for O(query))
+notes:
+  - The worker indexes sessions of the workspace user (C(/home/workspace)); Codex sessions are indexed by this
+    collection's worker, not by Perry's.
+seealso:
+  - module: perry.fleet.perry_worker_health
+  - module: perry.fleet.perry_workspace
+'''
+
+EXAMPLES = r'''
+- name: All Claude Code sessions of three workspaces since the start of the year
+  perry.fleet.perry_sessions:
+    runtime: podman
+    names: [alice, bob, carol]
+    agent_type: claude-code
+    since: "2026-01-01"
+  register: found
+
+- name: Ids and workspaces of long sessions
+  perry.fleet.perry_sessions:
+    names: [alice, bob]
+    query: "[?messageCount > `10`].{id: id, workspace: workspace}"
+  register: long_sessions
+
+- name: The newest 20 messages of one session
+  perry.fleet.perry_sessions:
+    name: alice
+    session_id: 0f4c3c4e-6a55-4bd4-9d55-2a7f4f0e8d11
+    messages: true
+    limit: 20
+
+- name: Delete a session wherever it is
+  perry.fleet.perry_sessions:
+    names: [alice, bob]
+    session_id: ses_test123
+    state: absent
+'''
+
+RETURN = r'''
+sessions:
+  description:
+    - Flat list of the sessions found (listed, or the one got), newest first, each normalised and with C(workspace).
+    - With O(state=absent), the sessions deleted (or that would be, in check mode).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id: {description: Session id., type: str, returned: always}
+    workspace: {description: Workspace the session is in., type: str, returned: always}
+    agentType: {description: "V(claude-code), V(opencode), V(pi) or V(codex).", type: str, returned: always}
+    workerAgentType: {description: The agent type as the worker reports it (V(claude) for Claude Code)., type: str, returned: always}
+    title: {description: Session title (first prompt or directory)., type: str, returned: always}
+    name: {description: Same as C(title)., type: str, returned: always}
+    directory: {description: Project directory as the worker reports it., type: str, returned: always}
+    projectPath: {description: Same as C(directory)., type: str, returned: always}
+    filePath: {description: Session file in the container (empty for SQLite OpenCode)., type: str, returned: always}
+    messageCount: {description: Number of messages., type: int, returned: always}
+    firstPrompt: {description: First user prompt (at most 200 characters) or null., type: str, returned: always}
+    lastActivity: {description: Last activity in milliseconds since the epoch., type: int, returned: always}
+    mtime: {description: Last activity in seconds since the epoch (C(lastActivity / 1000))., type: float, returned: always}
+  sample:
+    - id: test-session
+      workspace: alice
+      agentType: claude-code
+      workerAgentType: claude
+      title: Hello from test
+      name: Hello from test
+      directory: -home-workspace-proj
+      projectPath: -home-workspace-proj
+      filePath: /home/workspace/.claude/projects/-home-workspace-proj/test-session.jsonl
+      messageCount: 3
+      firstPrompt: Hello from test
+      lastActivity: 1767225600000
+      mtime: 1767225600.0
+workspaces:
+  description: One entry per workspace, in the order given.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name: {description: Workspace name., type: str, returned: always}
+    container: {description: Container name., type: str, returned: always}
+    transport: {description: Transport used., type: str, returned: always}
+    fallback: {description: "Why the requested transport was not used, or null.", type: str, returned: always}
+    ok: {description: Whether the worker answered., type: bool, returned: always}
+    error: {description: "Why this workspace could not be read or changed, or null.", type: str, returned: always}
+    sessions: {description: This workspace's sessions (same shape as RV(sessions))., type: list, elements: dict, returned: always}
+    count: {description: "Number of sessions in RV(workspaces[].sessions).", type: int, returned: always}
+    session: {description: "The session got by O(session_id), or null when this workspace does not have it.", type: dict, returned: when session_id is given}
+    messages:
+      description: The page of messages (C(id), C(messages), C(total), C(limit), C(offset)).
+      type: dict
+      returned: when messages is true
+    deleted: {description: Whether the session was (or in check mode would be) deleted here., type: bool, returned: when state is absent}
+query_result:
+  description: Value of O(query) applied to RV(sessions).
+  returned: when query is given
+  type: raw
+failed_workspaces:
+  description: Names of the workspaces with an error.
+  returned: always
+  type: list
+  elements: str
+commands:
+  description: Engine commands run, with rc and seconds.
+  returned: always
+  type: list
+  elements: dict
+elapsed:
+  description: Seconds the whole task took.
+  returned: always
+  type: float
+'''
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.perry.fleet.plugins.module_utils.engine import EngineError
+from ansible_collections.perry.fleet.plugins.module_utils.module_args import engine_argument_spec, make_engine
+from ansible_collections.perry.fleet.plugins.module_utils.transport import TRANSPORTS, Transport, TransportError
+from ansible_collections.perry.fleet.plugins.module_utils.worker_client import (
+    AGENT_TYPES, HAS_JMESPATH, JMESPATH_IMPORT_ERROR, SessionClient, WorkerError, apply_query, compile_query,
+    filter_sessions, parse_since, resolve_targets, run_parallel, sort_sessions, workspace_names)
+from ansible_collections.perry.fleet.plugins.module_utils.workspace_spec import SpecError
+
+
+def main():
+    start = time.monotonic()
+    argument_spec = engine_argument_spec()
+    argument_spec.update(
+        name=dict(type="str"),
+        names=dict(type="list", elements="str"),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        session_id=dict(type="str"),
+        messages=dict(type="bool", default=False),
+        limit=dict(type="int", default=50),
+        offset=dict(type="int", default=0),
+        agent_type=dict(type="list", elements="str", choices=list(AGENT_TYPES)),
+        since=dict(type="raw"),
+        query=dict(type="str"),
+        transport=dict(type="str", default="auto", choices=list(TRANSPORTS)),
+        request_timeout=dict(type="float", default=30),
+        fail_on_error=dict(type="bool", default=False),
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=[("name", "names")],
+        required_one_of=[("name", "names")],
+        required_if=[("state", "absent", ("session_id",)), ("messages", True, ("session_id",))],
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p["query"] and not HAS_JMESPATH:
+        module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
+    if p["request_timeout"] <= 0:
+        module.fail_json(msg="request_timeout must be greater than 0 seconds")
+    if p["limit"] < 1 or p["offset"] < 0:
+        module.fail_json(msg="limit must be at least 1 and offset at least 0")
+    try:
+        names = workspace_names(p["name"], p["names"])
+        since_ms = parse_since(p["since"])
+        query = compile_query(p["query"]) if p["query"] else None
+        engine = make_engine(p)
+    except (SpecError, WorkerError, ValueError) as exc:
+        module.fail_json(msg=str(exc))
+
+    try:
+        targets = resolve_targets(engine, names, p["transport"], p["runtime"])
+    except EngineError as exc:
+        module.fail_json(commands=engine.commands, **exc.as_fail_kwargs())
+    except TransportError as exc:
+        module.fail_json(msg=str(exc))
+
+    transport = Transport(engine)
+    absent = p["state"] == "absent"
+    sid = p["session_id"]
+
+    def one(target):
+        entry = {"name": target.workspace, "container": target.container, "transport": target.transport,
+                 "fallback": target.fallback, "ok": False, "error": None, "sessions": [], "count": 0}
+        if sid is not None:
+            entry["session"] = None
+        if p["messages"]:
+            entry["messages"] = None
+        if absent:
+            entry["deleted"] = False
+        if not target.exists:
+            entry["error"] = "container %s does not exist" % target.container
+            return entry
+        if not target.running:
+            entry["error"] = "container %s is not running (state: %s)" % (target.container, target.state)
+            return entry
+        client = SessionClient(transport, target, p["request_timeout"])
+        try:
+            if sid is None:
+                entry["sessions"] = filter_sessions(client.list(), p["agent_type"], since_ms)
+            else:
+                entry["session"] = client.get(sid)
+                if entry["session"] is not None:
+                    entry["sessions"] = [entry["session"]]
+                if p["messages"]:
+                    entry["messages"] = client.messages(sid, p["limit"], p["offset"])
+                if absent and entry["session"] is not None:
+                    entry["deleted"] = True if module.check_mode else client.delete(sid)
+                    if not entry["deleted"]:
+                        entry["sessions"] = []
+            entry["ok"] = True
+        except WorkerError as exc:
+            entry["error"] = str(exc)
+        entry["count"] = len(entry["sessions"])
+        return entry
+
+    # Every request is bounded by request_timeout (+ the exec grace); delete makes two.
+    bound = p["request_timeout"] * (3 if absent or p["messages"] else 1) + 2
+    results = run_parallel(one, targets, bound=bound)
+    for i, res in enumerate(results):
+        if isinstance(res, BaseException):
+            t = targets[i]
+            results[i] = {"name": t.workspace, "container": t.container, "transport": t.transport,
+                          "fallback": t.fallback, "ok": False, "error": "worker request failed: %s" % res,
+                          "sessions": [], "count": 0}
+    sessions = sort_sessions([s for r in results for s in r["sessions"]])
+    failed = [r["name"] for r in results if r["error"]]
+    changed = absent and any(r.get("deleted") for r in results)
+    out = dict(changed=changed, sessions=sessions, workspaces=results, failed_workspaces=failed,
+               commands=engine.commands, elapsed=round(time.monotonic() - start, 3))
+    if query is not None:
+        out["query_result"] = apply_query(query, sessions)
+    if absent:
+        out["diff"] = {"before": {"sessions": ["%s/%s" % (s["workspace"], s["id"]) for s in sessions]},
+                       "after": {"sessions": []}}
+    if failed and p["fail_on_error"]:
+        module.fail_json(msg="worker errors in %d workspace(s): %s" % (
+            len(failed), "; ".join("%s: %s" % (r["name"], r["error"]) for r in results if r["error"])), **out)
+    module.exit_json(**out)
+
+
+if __name__ == "__main__":
+    main()
