@@ -1,0 +1,248 @@
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import unquote
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.perry.fleet.plugins.module_utils import worker_client as wc
+from ansible_collections.perry.fleet.plugins.module_utils.engine import Result
+from ansible_collections.perry.fleet.plugins.modules import perry_sessions
+
+CLAUDE = {"id": "test-session", "agentType": "claude", "title": "Hello from test", "directory": "-home-workspace-proj",
+          "filePath": "/home/workspace/.claude/projects/-home-workspace-proj/test-session.jsonl", "messageCount": 3,
+          "firstPrompt": "Hello from test", "lastActivity": 1767225600123}
+OPENCODE = {"id": "ses_test123", "agentType": "opencode", "title": "Test OpenCode Session", "directory": "/home/workspace/x",
+            "filePath": "", "messageCount": 2, "firstPrompt": "Test OpenCode Session", "lastActivity": 1735689600000}
+CODEX = {"id": "0199-codex", "agentType": "codex", "title": "fix the build", "directory": "/home/workspace/app",
+         "filePath": "/home/workspace/.codex/sessions/2026/01/01/rollout-x.jsonl", "messageCount": 4,
+         "firstPrompt": "fix the build", "lastActivity": 1767312000000}
+
+
+# ------------------------------------------------------------------------------------ normalisation
+def test_normalize_session_is_the_agent_side_mapping():
+    s = wc.normalize_session(CLAUDE, "alice")
+    assert s["agentType"] == "claude-code" and s["workerAgentType"] == "claude"
+    assert s["lastActivity"] == 1767225600123 and s["mtime"] == pytest.approx(1767225600.123)
+    assert s["projectPath"] == "-home-workspace-proj" == s["directory"]
+    assert s["name"] == "Hello from test" == s["title"]
+    assert s["workspace"] == "alice" and s["id"] == "test-session" and s["messageCount"] == 3
+    assert CLAUDE["agentType"] == "claude"  # input untouched
+
+
+def test_normalize_keeps_other_agents_and_survives_odd_input():
+    assert wc.normalize_session(OPENCODE, "b")["agentType"] == "opencode"
+    s = wc.normalize_session({"id": "x", "lastActivity": "soon"}, "b")
+    assert s["mtime"] is None and s["lastActivity"] is None and s["name"] is None
+
+
+@pytest.mark.parametrize("value,ms", [
+    (None, None), ("", None), (1767225600000, 1767225600000), ("1767225600000", 1767225600000),
+    ("2026-01-01", 1767225600000), ("2026-01-01T00:00:00Z", 1767225600000),
+    ("2026-01-01T01:00:00+01:00", 1767225600000), ("2026-01-01T00:00:01", 1767225601000),
+])
+def test_parse_since(value, ms):
+    assert wc.parse_since(value) == ms
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2026-13-01", True])
+def test_parse_since_rejects(value):
+    with pytest.raises(wc.WorkerError):
+        wc.parse_since(value)
+
+
+def test_filters_accept_claude_and_claude_code():
+    sessions = [wc.normalize_session(s, "w") for s in (CLAUDE, OPENCODE, CODEX)]
+    assert [s["id"] for s in wc.filter_sessions(sessions, ["claude"])] == ["test-session"]
+    assert [s["id"] for s in wc.filter_sessions(sessions, ["claude-code", "codex"])] == ["test-session", "0199-codex"]
+    assert [s["id"] for s in wc.filter_sessions(sessions, None, wc.parse_since("2026-01-01"))] == ["test-session", "0199-codex"]
+    assert wc.filter_sessions(sessions, ["pi"]) == []
+
+
+def test_sort_is_newest_first_then_workspace_and_id():
+    a = wc.normalize_session(dict(CLAUDE, lastActivity=5), "b")
+    b = wc.normalize_session(dict(CLAUDE, lastActivity=5), "a")
+    c = wc.normalize_session(dict(CLAUDE, lastActivity=9), "z")
+    assert [(s["workspace"], s["lastActivity"]) for s in wc.sort_sessions([a, b, c])] == [("z", 9), ("a", 5), ("b", 5)]
+
+
+def test_jmespath_query():
+    sessions = [wc.normalize_session(s, "w") for s in (CLAUDE, OPENCODE, CODEX)]
+    q = wc.compile_query("[?messageCount > `2`].{id: id, ws: workspace}")
+    assert wc.apply_query(q, sessions) == [{"id": "test-session", "ws": "w"}, {"id": "0199-codex", "ws": "w"}]
+    assert wc.apply_query(wc.compile_query("length(@)"), sessions) == 3
+    with pytest.raises(wc.WorkerError, match="not a valid JMESPath"):
+        wc.compile_query("[?")
+
+
+def test_missing_jmespath_gives_a_clear_error(monkeypatch):
+    monkeypatch.setattr(wc, "HAS_JMESPATH", False)
+    with pytest.raises(wc.WorkerError, match="pip install jmespath"):
+        wc.compile_query("[]")
+
+
+# ------------------------------------------------------------------------------------ a fake fleet
+class FleetEngine:
+    """Containers whose workers are simulated behind `exec ... curl`; 'down' ones refuse connections."""
+
+    kind = "podman"
+    url = None
+
+    def __init__(self, workers, down=(), stopped=()):
+        self.workers = {"workspace-" + k: {s["id"]: dict(s) for s in v} for k, v in workers.items()}
+        self.down = {"workspace-" + d for d in down}
+        self.stopped = {"workspace-" + d for d in stopped}
+        self.commands = []
+        self.calls = []
+
+    def inspect(self, names, timeout=None):
+        self.commands.append({"cmd": "inspect " + " ".join(names)})
+        out = {}
+        for n in names:
+            if n in self.workers or n in self.down or n in self.stopped:
+                run = n not in self.stopped
+                out[n] = {"Name": "/" + n, "State": {"Running": run, "Status": "running" if run else "exited"},
+                          "Config": {"Labels": {}}, "NetworkSettings": {"Networks": {}, "Ports": {}}}
+        return out
+
+    def run(self, args, timeout=None, check=True, stdin=None, record=True):
+        self.calls.append(list(args))
+        container = args[3]
+        if container in self.down:
+            return Result(7, "\n000", "", 0.01)
+        method = args[args.index("-X") + 1] if "-X" in args else "GET"
+        status, body = self.route(self.workers[container], method, args[-1][len("http://localhost:7392"):])
+        return Result(0, json.dumps(body) + "\n%d" % status, "", 0.01)
+
+    @staticmethod
+    def route(sessions, method, path):
+        path, _, query = path.partition("?")
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        if parts == ["sessions"]:
+            return 200, {"sessions": sorted(sessions.values(), key=lambda s: -s["lastActivity"])}
+        if len(parts) == 2 and method == "GET":
+            s = sessions.get(parts[1])
+            return (200, {"session": s}) if s else (404, {"error": "Session not found"})
+        if len(parts) == 2 and method == "DELETE":
+            if sessions.pop(parts[1], None):
+                return 200, {"success": True}
+            return 404, {"success": False, "error": "Session not found"}
+        if len(parts) == 3 and parts[2] == "messages":
+            q = dict(kv.split("=") for kv in query.split("&"))
+            msgs = [{"type": "user", "content": "m%d" % i} for i in range(7)] if parts[1] in sessions else []
+            total, limit, offset = len(msgs), int(q["limit"]), int(q["offset"])
+            return 200, {"id": parts[1], "messages": msgs[max(0, total - offset - limit):total - offset], "total": total}
+        return 404, {"error": "Not Found"}
+
+
+def call(args, engine, monkeypatch, capsys, check=False, diff=False):
+    monkeypatch.setattr(perry_sessions, "make_engine", lambda p, secrets=(): engine)
+    args = dict(args, runtime="podman")
+    if check:
+        args["_ansible_check_mode"] = True
+    if diff:
+        args["_ansible_diff"] = True
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as info:
+            perry_sessions.main()
+    return info.value.code, json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def fleet():
+    return FleetEngine({"a": [CLAUDE, OPENCODE], "b": [CODEX, dict(CLAUDE, id="other", lastActivity=1)]},
+                       down=["c"], stopped=["d"])
+
+
+def test_list_across_workspaces_with_unreachable_ones_reported(fleet, monkeypatch, capsys):
+    rc, out = call({"names": ["a", "b", "c", "d", "e"]}, fleet, monkeypatch, capsys)
+    assert rc == 0 and not out["changed"]
+    assert [s["id"] for s in out["sessions"]] == ["0199-codex", "test-session", "ses_test123", "other"]
+    assert {s["workspace"] for s in out["sessions"]} == {"a", "b"}
+    ws = {w["name"]: w for w in out["workspaces"]}
+    assert ws["a"]["ok"] and ws["a"]["count"] == 2 and ws["a"]["sessions"][0]["agentType"] == "claude-code"
+    assert "connection refused" in ws["c"]["error"] and not ws["c"]["ok"]
+    assert "not running" in ws["d"]["error"] and "does not exist" in ws["e"]["error"]
+    assert out["failed_workspaces"] == ["c", "d", "e"]
+    assert sum(1 for c in fleet.commands if c["cmd"].startswith("inspect")) == 1
+
+
+def test_fail_on_error(fleet, monkeypatch, capsys):
+    rc, out = call({"names": ["a", "c"], "fail_on_error": True}, fleet, monkeypatch, capsys)
+    assert rc == 1 and "c: worker unreachable" in out["msg"] and len(out["sessions"]) == 2
+
+
+def test_filters_and_query(fleet, monkeypatch, capsys):
+    rc, out = call({"names": ["a", "b"], "agent_type": ["claude"], "since": "2025-06-01",
+                    "query": "[].join('@', [id, workspace])"}, fleet, monkeypatch, capsys)
+    assert rc == 0 and [s["id"] for s in out["sessions"]] == ["test-session"]
+    assert out["query_result"] == ["test-session@a"]
+
+
+def test_get_one_session_and_its_messages(fleet, monkeypatch, capsys):
+    rc, out = call({"names": ["a", "b"], "session_id": "test-session", "messages": True, "limit": 3, "offset": 2},
+                   fleet, monkeypatch, capsys)
+    ws = {w["name"]: w for w in out["workspaces"]}
+    assert ws["a"]["session"]["name"] == "Hello from test" and ws["b"]["session"] is None
+    assert ws["a"]["messages"]["total"] == 7 and [m["content"] for m in ws["a"]["messages"]["messages"]] == ["m2", "m3", "m4"]
+    assert ws["b"]["messages"]["total"] == 0
+    assert [s["workspace"] for s in out["sessions"]] == ["a"]
+
+
+def test_ids_are_url_encoded(monkeypatch, capsys):
+    engine = FleetEngine({"a": [dict(CLAUDE, id="we ird/id")]})
+    rc, out = call({"name": "a", "session_id": "we ird/id"}, engine, monkeypatch, capsys)
+    assert out["workspaces"][0]["session"]["id"] == "we ird/id"
+    assert engine.calls[-1][-1].endswith("/sessions/we%20ird%2Fid")
+
+
+def test_delete_check_mode_and_diff(fleet, monkeypatch, capsys):
+    rc, out = call({"names": ["a", "b"], "session_id": "test-session", "state": "absent"}, fleet, monkeypatch, capsys,
+                   check=True, diff=True)
+    assert rc == 0 and out["changed"] and out["diff"]["before"] == {"sessions": ["a/test-session"]}
+    assert "test-session" in fleet.workers["workspace-a"]  # nothing deleted
+    assert not any("DELETE" in c for c in fleet.calls)
+    assert [w["deleted"] for w in out["workspaces"]] == [True, False]
+
+
+def test_delete_then_idempotent(fleet, monkeypatch, capsys):
+    rc, out = call({"names": ["a", "b"], "session_id": "test-session", "state": "absent"}, fleet, monkeypatch, capsys)
+    assert rc == 0 and out["changed"] and "test-session" not in fleet.workers["workspace-a"]
+    assert [s["id"] for s in out["sessions"]] == ["test-session"]
+    rc, out = call({"names": ["a", "b"], "session_id": "test-session", "state": "absent"}, fleet, monkeypatch, capsys)
+    assert rc == 0 and not out["changed"] and out["sessions"] == []
+
+
+def test_state_absent_needs_session_id(fleet, monkeypatch, capsys):
+    rc, out = call({"name": "a", "state": "absent"}, fleet, monkeypatch, capsys)
+    assert rc == 1 and "session_id" in out["msg"]
+
+
+def test_bad_since_and_query_are_refused_before_any_engine_call(fleet, monkeypatch, capsys):
+    rc, out = call({"name": "a", "since": "tomorrow"}, fleet, monkeypatch, capsys)
+    assert rc == 1 and "ISO 8601" in out["msg"]
+    rc, out = call({"name": "a", "query": "[?"}, fleet, monkeypatch, capsys)
+    assert rc == 1 and "JMESPath" in out["msg"]
+    assert fleet.commands == []
+
+
+def test_worker_errors_are_reported_per_workspace(monkeypatch, capsys):
+    class Broken(FleetEngine):
+        def run(self, args, timeout=None, check=True, stdin=None, record=True):
+            return Result(0, "<html>oops</html>\n500", "", 0.01)
+    rc, out = call({"name": "a"}, Broken({"a": []}), monkeypatch, capsys)
+    assert rc == 0 and "HTTP 500" in out["workspaces"][0]["error"]
+
+
+def test_a_slow_worker_is_bounded(monkeypatch, capsys):
+    class Slow(FleetEngine):
+        def run(self, args, timeout=None, check=True, stdin=None, record=True):
+            max_time = float(args[args.index("--max-time") + 1])
+            time.sleep(max_time)
+            return Result(28, "\n000", "", max_time)
+    t0 = time.monotonic()
+    rc, out = call({"names": ["a", "b"], "request_timeout": 0.5}, Slow({"a": [], "b": []}), monkeypatch, capsys)
+    assert time.monotonic() - t0 < 1.5
+    assert all("timed out" in w["error"] for w in out["workspaces"])
