@@ -14,7 +14,7 @@ options:
       - Which Perry runtime profile the workspaces follow.
       - V(docker) runs privileged Docker-in-Docker workspaces (hostname set, C(workspace-<name>-docker) volume).
       - V(podman) runs unprivileged (rootless-friendly) workspaces with no hostname and no DinD volume, forwards
-        O(docker_host) as C(DOCKER_HOST), publishes the worker port on 127.0.0.1 and reaches the worker by exec.
+        an engine URL as C(DOCKER_HOST), publishes the worker port on 127.0.0.1 and reaches the worker by exec.
     type: str
     choices: [docker, podman]
     default: docker

@@ -218,22 +218,57 @@ workspaces:
   type: list
   elements: dict
   contains:
-    name: {description: Workspace name., type: str, returned: always}
-    container: {description: Container name, or null when there is none., type: str, returned: always}
-    container_id: {description: Container id (null in check mode for a container not created yet)., type: str, returned: always}
-    running: {description: Whether the container runs after this task., type: bool, returned: always}
-    actions: {description: What was done (or would be, in check mode)., type: list, elements: str, returned: always,
-              sample: [create volume workspace-alice, create, start]}
-    runtime: {description: Runtime profile name., type: str, returned: always}
-    profile: {description: The runtime profile applied (privileged, set_hostname, dind_volume, ...)., type: dict, returned: always}
-    image_id: {description: Image id the container runs., type: str, returned: unless state is absent}
+    name:
+      description: Workspace name.
+      type: str
+      returned: always
+    container:
+      description: Container name, null when there is none.
+      type: str
+      returned: always
+    container_id:
+      description: Container id, null in check mode for a container not created yet.
+      type: str
+      returned: always
+    running:
+      description: Whether the container runs after this task.
+      type: bool
+      returned: always
+    actions:
+      description: What was done, or would be done in check mode.
+      type: list
+      elements: str
+      returned: always
+      sample: [create volume workspace-alice, create, start]
+    runtime:
+      description: Runtime profile name.
+      type: str
+      returned: always
+    profile:
+      description: The runtime profile applied (privileged, set_hostname, dind_volume, forward_docker_host, ...).
+      type: dict
+      returned: always
+    image:
+      description: Image reference the container runs.
+      type: str
+      returned: unless state is absent
+    image_id:
+      description: Image id the container runs.
+      type: str
+      returned: unless state is absent
     ports:
       description: Host ports, C(ssh), C(worker) (podman) and C(bind_address).
       type: dict
       returned: unless state is absent
       sample: {ssh: 2200, worker: 7392, bind_address: 127.0.0.1}
-    volumes: {description: Volume names by role (C(home), C(docker))., type: dict, returned: unless state is absent}
-    spec_hash: {description: Hash of the desired spec kept as a label., type: str, returned: unless state is absent}
+    volumes:
+      description: Volume names by role, C(home) and C(docker).
+      type: dict
+      returned: unless state is absent
+    spec_hash:
+      description: Hash of the desired spec, kept as a label.
+      type: str
+      returned: unless state is absent
     worker:
       description: Worker sync result (C(kind), C(digest), C(changed), C(action)), null when not synced.
       type: dict
