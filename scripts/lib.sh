@@ -3,7 +3,10 @@
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PERRY_FLEET_HOME="${PERRY_FLEET_HOME:-/opt/perry-fleet}"       # venv, bun, runtime wrapper
 PERRY_FLEET_CACHE="${PERRY_FLEET_CACHE:-/var/cache/perry-fleet}" # debootstrap tarball, build caches
-REQ_HASH="$(sha256sum "$REPO_ROOT/requirements.txt" | cut -c1-12)"
+# The venv is built from Debian's python (not a per-user pyenv one) so that every user, rootless
+# test users and `become` targets included, can run it.
+SYSTEM_PYTHON=/usr/bin/python3
+REQ_HASH="$( (cat "$REPO_ROOT/requirements.txt"; echo "$SYSTEM_PYTHON") | sha256sum | cut -c1-12)"
 VENV="$PERRY_FLEET_HOME/venv-$REQ_HASH"
 BUN_VERSION="1.4.4"
 BUN="$PERRY_FLEET_HOME/bun/node_modules/bun/bin/bun.exe"  
