@@ -9,7 +9,9 @@ import json
 import os
 import pwd
 import shlex
+import shutil
 import subprocess
+import sys
 import time
 import uuid
 
@@ -30,6 +32,9 @@ pytestmark = [
 
 
 def _venv_bin(name):
+    own = os.path.join(os.path.dirname(sys.executable), name)  # the venv pytest runs from
+    if os.path.exists(own):
+        return own
     lib = subprocess.run(["bash", "-c", f"source {REPO}/scripts/lib.sh; echo $VENV"],
                          capture_output=True, text=True, check=True).stdout.strip()
     return os.path.join(lib, "bin", name)
@@ -156,7 +161,9 @@ def test_second_run_is_unchanged_and_fast(variant, built, tmp_path):
     again = run_role(variant, tmp_path)
     print(f"{variant}: second run {again['elapsed']:.1f} s, changed={again['changed']}")
     assert again["changed"] == 0, again["stdout"][-4000:]
-    assert again["elapsed"] < 30, f"second run took {again['elapsed']:.1f} s"
+    # ~10-20 s on an idle test bed (per-task overhead); rootless vfs podman blocks on the storage lock while other
+    # rootless podman commands run, hence the margin.
+    assert again["elapsed"] < 60, f"second run took {again['elapsed']:.1f} s"
     assert "up to date, not rebuilt" in again["stdout"]
 
 
@@ -168,7 +175,7 @@ def test_image_contents(variant, engine_for):
     assert len(label.stdout.strip()) == 64
     script = (
         "set -e; ls /etc/ssh/ssh_host_* 2>/dev/null && exit 7; "
-        "command -v curl sudo sshd ps git bun node npm docker tini; bun --version; "
+        "for c in curl sudo sshd ps git bun node npm docker tini; do command -v $c; done; bun --version; "
         "getent passwd workspace; getent shadow workspace | cut -d: -f2; cat /etc/perry-runtime; "
         "sudo -u workspace sudo -n true && echo sudo-ok; "
         "command -v dockerd || echo no-dockerd"
@@ -181,7 +188,7 @@ def test_image_contents(variant, engine_for):
     assert "sudo-ok" in out
     assert runtime in out
     if runtime == "docker":
-        assert "/usr/bin/dockerd" in out
+        assert "/usr/sbin/dockerd" in out
     else:
         assert "no-dockerd" in out
 
@@ -236,7 +243,7 @@ def test_worker_supervisor_restarts_killed_worker(engine_for):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             p = e.sh(name, "pid=$(cat /run/perry-worker.pid) && kill -0 $pid && echo $pid "
-                           "$(ps -o user= -p $pid) $(pgrep -fc 'perry worker serve')", check=False)
+                           "$(ps -o user= -p $pid) $(pgrep -fc '^/bin/sh /usr/local/bin/perr[y] worker serve')", check=False)
             if p.returncode == 0 and p.stdout.split() and p.stdout.split()[0] != old:
                 return p.stdout.split()
             time.sleep(0.2)
@@ -268,8 +275,8 @@ def test_secret_env_goes_to_0600_file_only(variant, engine_for):
     assert "s3cr" not in environment and "k2-abc" not in environment and "API_TOKEN" not in environment
     st = e("exec", name, "stat", "-c", "%a %U", "/home/workspace/.config/perry/secrets.env").stdout.split()
     assert st == ["600", "workspace"]
-    # login shell of the workspace user sees the secrets; other processes started by the entrypoint do not
-    out = e("exec", name, "runuser", "-l", "workspace", "-c", 'echo "$API_TOKEN|$OTHER_KEY|$PLAIN_SETTING"').stdout
+    # a PAM login (su -, like sshd) of the workspace user sees both; processes the entrypoint starts do not
+    out = e("exec", name, "su", "-", "workspace", "-c", 'echo "$API_TOKEN|$OTHER_KEY|$PLAIN_SETTING"').stdout
     assert out.strip() == "s3cr'et-xyz|k2-abc|visible value"
     sshd_env = e.sh(name, "tr '\\0' '\\n' </proc/$(cat /run/sshd.pid)/environ").stdout
     assert "API_TOKEN" not in sshd_env
@@ -296,7 +303,7 @@ def test_podman_variant_uses_external_engine(variant, engine_for, tmp_path):
         name = e.start(*args)
         assert e.wait_ready(name) == "engine=external"
         assert e.sh(name, "pgrep -x dockerd", check=False).returncode == 1, "no dockerd with DOCKER_HOST"
-        assert "docker version" in e.sh(name, "docker --version").stdout.lower() or e.sh(name, "docker --version")
+        assert "docker version" in e.sh(name, "docker --version").stdout.lower()
         log = e.sh(name, "cat /var/log/perry-entrypoint.log").stdout
         assert "external engine at DOCKER_HOST" in log
         if service:
@@ -309,3 +316,4 @@ def test_podman_variant_uses_external_engine(variant, engine_for, tmp_path):
         if service:
             service.terminate()
             service.wait(timeout=10)
+            shutil.rmtree(sockdir, ignore_errors=True)
