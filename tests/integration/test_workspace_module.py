@@ -59,6 +59,19 @@ def test_lifecycle(topology, workspace_image, prefix):
         assert bindings["7392/tcp"][0] == {"HostIp": "127.0.0.1", "HostPort": str(w["ports"]["worker"])}
         assert 7392 <= w["ports"]["worker"] <= 7500
 
+    if topology.runtime == "docker":
+        # Docker-in-Docker: the workspace's own dockerd answers (privileged + /var/lib/docker volume).
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            res = topology.cli("exec", cname, "docker", "version", "--format", "{{.Server.Version}}", check=False)
+            if res.returncode == 0 and res.stdout.strip():
+                break
+            time.sleep(1)
+        assert res.returncode == 0, "dockerd inside the workspace did not answer: %s" % res.stderr
+    else:
+        env = topology.cli("exec", cname, "env").stdout
+        assert "DOCKER_HOST=" not in env  # nothing forwarded unless docker_host is given
+
     # Idempotent: changed=false after a single inspect.
     r2 = ok(run_module(MODULE, {"name": name, "image": workspace_image, "env": {"PLAIN": "hello"},
                                 "secret_env": {"PERRY_TEST_TOKEN": "tok-" + prefix}}, topology))
@@ -200,3 +213,14 @@ def test_twenty_concurrent_creates_never_share_a_port(topology_name):
         assert len(published) == len(set(published))
     finally:
         topo.cleanup(prefix)
+
+
+def test_docker_host_is_forwarded_into_podman_workspaces(topology, workspace_image, prefix):
+    if topology.runtime != "podman":
+        pytest.skip("docker_host is a podman-profile feature (docker refuses it: test_runtime_specific_refusals)")
+    name = prefix + "dh"
+    ok(run_module(MODULE, {"name": name, "image": workspace_image, "docker_host": "tcp://podman-in-podman:2375"}, topology))
+    env = topology.cli("exec", "workspace-" + name, "env").stdout.splitlines()
+    assert "DOCKER_HOST=tcp://podman-in-podman:2375" in env
+    # The image's entrypoint sees it and does not start a Docker engine of its own.
+    assert topology.cli("exec", "workspace-" + name, "sh", "-c", "pgrep -x dockerd || echo none").stdout.strip() == "none"
