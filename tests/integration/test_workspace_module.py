@@ -179,7 +179,7 @@ def test_worker_sync(topology, workspace_image, worker_artifacts, prefix):
 def test_twenty_concurrent_creates_never_share_a_port(topology_name):
     """20 forks, each its own module run on this host: the host port lock keeps every port unique."""
     from topology import TOPOLOGIES, random_prefix
-    from conftest import build_workspace_image
+    from topology import build_workspace_image
     topo = TOPOLOGIES[topology_name]
     image = build_workspace_image(topo)
     prefix = random_prefix()
