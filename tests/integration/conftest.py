@@ -34,3 +34,12 @@ def prefix(topology):
     value = random_prefix()
     yield value
     topology.cleanup(value)
+
+
+@pytest.fixture
+def prefix_rootful():
+    """A random prefix on rootful podman, cleaned up afterwards (for tests that pick their topology)."""
+    from topology import TOPOLOGIES, random_prefix
+    value = random_prefix()
+    yield value
+    TOPOLOGIES["podman-rootful"].cleanup(value)

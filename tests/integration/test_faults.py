@@ -1,0 +1,186 @@
+"""Faults, races and security of perry_workspace on real engines (issue: fault / bad-input / security suite)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import threading
+import time
+
+import pytest
+
+from topology import (TOPOLOGIES, build_workspace_image, random_prefix, run_module, run_module_direct, run_playbook,
+                      start_podman_service, venv_bin)
+
+MODULE = "perry.fleet.perry_workspace"
+
+
+@pytest.fixture
+def rootful():
+    return TOPOLOGIES["podman-rootful"]
+
+
+@pytest.fixture
+def stalled_cli(tmp_path):
+    """An engine CLI that accepts the call and never answers."""
+    path = tmp_path / "podman"
+    path.write_text("#!/bin/sh\nexec sleep 600\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+def test_stalled_engine_fails_within_timeout_plus_one_second(stalled_cli):
+    result, elapsed = run_module_direct(MODULE, {"name": "stall", "runtime": "podman", "engine_cli": stalled_cli,
+                                                 "image": "localhost/perry:latest", "engine_timeout": 3})
+    assert result.get("failed") and "timed out after" in result["msg"], result
+    assert elapsed < 3 + 1, "took %.2f s" % elapsed
+    assert result["elapsed"] >= 3
+
+
+def test_container_removed_out_of_band_is_recreated_with_its_data(rootful, prefix_rootful):
+    image = build_workspace_image(rootful)
+    name = prefix_rootful + "oob"
+    first = run_module(MODULE, {"name": name, "image": image, "runtime": "podman"}, rootful)
+    assert not first.get("failed"), first.get("msg")
+    rootful.cli("exec", "workspace-" + name, "sh", "-c", "echo precious > /home/workspace/data")
+    rootful.cli("rm", "-f", "workspace-" + name)
+    again = run_module(MODULE, {"name": name, "image": image, "runtime": "podman"}, rootful)
+    assert not again.get("failed"), again.get("msg")
+    assert "create" in again["workspaces"][0]["actions"]
+    assert rootful.cli("exec", "workspace-" + name, "cat", "/home/workspace/data").stdout.strip() == "precious"
+
+
+def test_engine_service_restarted_mid_run_converges(prefix_rootful):
+    """The docker CLI against a podman API service that is killed between runs: the run in flight
+    fails with the engine's words, and the next one converges once the service is back."""
+    topo = TOPOLOGIES["docker-cli-podman"]
+    image = build_workspace_image(TOPOLOGIES["podman-rootful"])
+    name = prefix_rootful + "svc"
+    proc = start_podman_service()
+    try:
+        assert not run_module(MODULE, {"name": name, "image": image}, topo).get("failed")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    down = run_module(MODULE, {"name": name, "image": image, "engine_timeout": 10}, topo)
+    assert down.get("failed") and down["msg"]
+    proc = start_podman_service()
+    try:
+        back = run_module(MODULE, {"name": name, "image": image}, topo)
+        assert not back.get("failed") and not back["changed"], back.get("msg")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_two_playbooks_racing_on_one_host_never_share_a_port(rootful):
+    image = build_workspace_image(rootful)
+    prefixes = [random_prefix(), random_prefix()]
+    results = {}
+
+    def run(px):
+        task = {"perry.fleet.perry_workspace": {"runtime": "podman", "image": image, "state": "present",
+                                                "workspaces": [{"name": px + "r%d" % i} for i in range(5)]}}
+        results[px] = run_playbook([task], rootful, timeout=600)
+
+    try:
+        threads = [threading.Thread(target=run, args=(px,)) for px in prefixes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(600)
+        ports = []
+        for px in prefixes:
+            res = results[px]["tasks"][0]
+            assert not res.get("failed"), res.get("msg")
+            ports += [w["ports"]["ssh"] for w in res["workspaces"]] + [w["ports"]["worker"] for w in res["workspaces"]]
+        assert len(ports) == len(set(ports)) == 20
+    finally:
+        for px in prefixes:
+            rootful.cleanup(px)
+
+
+def test_interrupted_worker_sync_keeps_a_working_worker(rootful, prefix_rootful, worker_artifacts, tmp_path):
+    """Kill the sync mid-copy: the old worker stays installed and answers; the next run completes."""
+    image = build_workspace_image(rootful)
+    name = prefix_rootful + "ws"
+    cname = "workspace-" + name
+    r = run_module(MODULE, {"name": name, "image": image, "runtime": "podman", "worker_source": worker_artifacts["dist"]}, rootful)
+    assert not r.get("failed"), r.get("msg")
+    # A bigger, different dist so the copy takes a moment.
+    new_dist = tmp_path / "dist"
+    subprocess.run(["cp", "-r", worker_artifacts["dist"], str(new_dist)], check=True)
+    (new_dist / "padding.bin").write_bytes(os.urandom(64 << 20))
+    args = {"name": name, "image": image, "runtime": "podman", "worker_source": str(new_dist)}
+    payload = tmp_path / "args.json"
+    payload.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    collections = os.environ.get("ANSIBLE_COLLECTIONS_PATH", "/opt/perry-fleet/collections").split(":")[0]
+    proc = subprocess.Popen([venv_bin("python"), "-m", "ansible_collections.perry.fleet.plugins.modules.perry_workspace",
+                             str(payload)], env=dict(os.environ, PYTHONPATH=collections),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # Wait until the copy has started (the staging dir appears), then kill the whole run.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if rootful.cli("exec", cname, "sh", "-c", "ls -d /usr/local/lib/perry/releases/*.tmp 2>/dev/null", check=False).stdout.strip():
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, 9)
+    proc.wait(timeout=10)
+    version = rootful.cli("exec", "-u", "workspace", cname, "/usr/local/bin/perry", "--version", check=False)
+    assert version.returncode == 0, version.stderr
+    again = run_module(MODULE, args, rootful)
+    assert not again.get("failed"), again.get("msg")
+    assert rootful.cli("exec", cname, "test", "-f", "/usr/local/lib/perry/current/padding.bin", check=False).returncode == 0
+
+
+def test_secrets_never_leak(rootful, prefix_rootful):
+    """Not in any process's argv during a run, not in results, not in -vvv output, not in a
+    world-readable file inside the workspace."""
+    image = build_workspace_image(rootful)
+    secret = "perry-secret-" + os.urandom(6).hex()
+    name = prefix_rootful + "sec"
+    seen = []
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    try:
+                        with open("/proc/%s/cmdline" % pid, "rb") as fh:
+                            if secret.encode() in fh.read():
+                                seen.append(pid)
+                    except OSError:
+                        pass
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        out = run_playbook([{"perry.fleet.perry_workspace": {"name": name, "image": image, "runtime": "podman",
+                                                             "secret_env": {"API_TOKEN": secret}}}],
+                           rootful, verbosity=3)
+    finally:
+        done.set()
+        sampler.join()
+    assert out["rc"] == 0, out["stdout"][-2000:]
+    assert not seen, "secret seen in argv of pids %s" % seen
+    assert secret not in out["stdout"] and secret not in out["stderr"]
+    # Inside: only in 0600 files (and the container's env, which only root on the host can read).
+    leaks = rootful.cli("exec", "workspace-" + name, "sh", "-c",
+                        "grep -rlsF %s / --exclude-dir=proc --exclude-dir=sys 2>/dev/null | while read f; do "
+                        "[ $(( $(stat -c %%a \"$f\") %% 10 )) -ne 0 ] && echo \"$f\"; done; true" % secret, timeout=300).stdout
+    assert not leaks.strip(), "world-readable files hold the secret: %s" % leaks
+
+
+def test_podman_workspaces_are_unprivileged_and_bind_loopback(rootful, prefix_rootful):
+    image = build_workspace_image(rootful)
+    name = prefix_rootful + "priv"
+    r = run_module(MODULE, {"name": name, "image": image, "runtime": "podman"}, rootful)
+    assert not r.get("failed"), r.get("msg")
+    c = rootful.inspect("workspace-" + name)
+    assert c["HostConfig"]["Privileged"] is False
+    for bindings in c["HostConfig"]["PortBindings"].values():
+        assert all(b["HostIp"] == "127.0.0.1" for b in bindings)
