@@ -36,7 +36,7 @@ def main() -> None:
         try:
             run_playbook([task], topo, raise_on_fail=True, timeout=1800)
             times, calls = [], []
-            for _ in range(args.reps):
+            for _rep in range(args.reps):
                 start = time.monotonic()
                 out = run_playbook([task], topo, raise_on_fail=True)
                 times.append(time.monotonic() - start)

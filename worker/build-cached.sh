@@ -1,6 +1,6 @@
 #!/bin/sh
 # Build the worker once per source hash: ./build-cached.sh CACHE_DIR
-# Prints the directory holding dist/ (JS bundle) and perry (compiled binary) for this source.
+# Prints the directory holding dist/ (JS bundle), perry (compiled binary) and VERSION for this source.
 # A second call with unchanged sources costs a hash of the sources and nothing else.
 set -eu
 cd "$(dirname "$0")"
@@ -16,6 +16,7 @@ if [ ! -f "$out/.complete" ]; then
   (cd "$tmp" && ./build.sh >build.log 2>&1) || { cat "$tmp/build.log" >&2; exit 1; }
   mkdir -p "$tmp/out"
   mv "$tmp/dist" "$tmp/out/dist" && mv "$tmp/dist-bin/perry" "$tmp/out/perry"
+  "$tmp/out/perry" --version >"$tmp/out/VERSION"
   chmod -R a+rX "$tmp/out"
   touch "$tmp/out/.complete"
   rm -rf "$out" && mv "$tmp/out" "$out"
