@@ -270,9 +270,9 @@ def png_size(path: str) -> tuple:
 # ------------------------------------------------------------------------------------- tests
 def test_report_from_the_workspace_roles_fact(fleet, tmp_path):
     """site.yml-style run: workspace role then playbooks/report.yml in one ansible-playbook run."""
-    play = [{"name": "Workspaces", "hosts": "perry_hosts", "gather_facts": False, "roles": [
-                {"role": "perry.fleet.workspace", "vars": fleet["role_vars"]}]},
-            {"ansible.builtin.import_playbook": os.path.join(REPO, "playbooks", "report.yml")}]
+    workspaces = {"name": "Workspaces", "hosts": "perry_hosts", "gather_facts": False,
+                  "roles": [{"role": "perry.fleet.workspace", "vars": fleet["role_vars"]}]}
+    play = [workspaces, {"ansible.builtin.import_playbook": os.path.join(REPO, "playbooks", "report.yml")}]
     path = tmp_path / "site-and-report.yml"
     path.write_text(json.dumps(play))
     out_dir = str(tmp_path / "report")
@@ -303,7 +303,7 @@ def test_report_discovered_in_browser(fleet):
     # Sorting is the page's own JavaScript (#sort=<key>:<dir> runs the same code as a header click).
     for key, direction in (("name", "desc"), ("name", "asc"), ("sessions", "desc")):
         dom = rendered(page_path, "#sort=%s:%s" % (key, direction))
-        th = [t for t in dom.find("th", data_key=key)]
+        th = dom.find("th", data_key=key)
         assert th and all(t["attrs"].get("aria-sort") == direction + "ending" for t in th)
         rows = [r for r in dom.find("tr") if "data-workspace" in r["attrs"]]
         if key == "name":
@@ -318,3 +318,26 @@ def test_report_discovered_in_browser(fleet):
     assert res.returncode == 0 and os.path.exists(shot), res.stderr[-2000:]
     assert png_size(shot) == (1366, 900)
     assert os.path.getsize(shot) > 10000, "screenshot looks blank"
+
+
+def test_report_lists_an_unreachable_host_under_strategy_free(fleet, tmp_path):
+    """A host that cannot be reached is listed with an error; the others are all reported (strategy free)."""
+    inventory = tmp_path / "fleet.yml"
+    inventory.write_text(json.dumps({"perry_hosts": {"hosts": {
+        "localhost": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+        # Nothing listens on port 1 of the loopback: unreachable at once.
+        "dead-host": {"ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_connection": "ssh",
+                      "ansible_ssh_common_args": "-o ConnectTimeout=5 -o BatchMode=yes"}}}}))
+    out_dir = str(tmp_path / "report")
+    env = dict(os.environ, ANSIBLE_STRATEGY="free")
+    res = subprocess.run([venv_bin("ansible-playbook"), "-i", str(inventory), "playbooks/report.yml", "-e", "runtime=podman",
+                          "-e", "perry_report_dir=" + out_dir], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=600, check=False)
+    assert res.returncode == 4, (res.returncode, res.stdout[-4000:])  # 4: a host was unreachable
+    data, page = load(out_dir)
+    assert [h["host"] for h in data["hosts"]] == ["dead-host", "localhost"]
+    dead, alive = data["hosts"]
+    assert dead["error"] and dead["workspaces"] == [] and alive["error"] is None
+    assert data["summary"]["hosts"] == 2 and data["summary"]["hosts_failed"] == 1
+    assert our_workspace(data, fleet["name"])["session_count"] == 2
+    assert 'id="sum-hosts-failed"' in page and dead["error"] in page
