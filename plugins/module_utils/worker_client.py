@@ -12,6 +12,7 @@ Many workspaces are handled in parallel threads, each under the same monotonic d
 from __future__ import annotations
 
 import datetime
+import os
 import threading
 import time
 import traceback
@@ -144,6 +145,7 @@ class HealthCheck:
         self.would_restart = False
         self.mismatch_after_restart = False
         self.seen_down = False
+        self.prefetch = None
 
     def base(self) -> dict:
         t = self.target
@@ -197,6 +199,8 @@ class HealthCheck:
         if remaining < MIN_REQUEST_TIME and self.requests:
             return False, None
         t = max(min(self.opts.request_timeout, remaining), MIN_REQUEST_TIME)
+        if self.errors and t >= remaining and self.prefetch is None and "engine stalled" not in self.errors[-1]:
+            self._prefetch_log()  # likely the last attempt: read the log meanwhile, not after the deadline
         self.requests += 1
         resp = self.transport.request(self.target, "/health", timeout=t,
                                       hard_timeout=min(t + EXEC_GRACE, remaining + 0.5))
@@ -227,6 +231,21 @@ class HealthCheck:
             return True, resp
         self._restart(version)
         return False, resp
+
+    def _prefetch_log(self) -> None:
+        box = {}
+        thread = threading.Thread(target=lambda: box.update(tail=read_log_tail(self.engine, self.target.container)),
+                                  daemon=True)
+        self.prefetch = (thread, box)
+        thread.start()
+
+    def prefetched_log(self):
+        """(done, tail): the log tail read during the last attempt, if that read finished."""
+        if self.prefetch is None:
+            return False, None
+        thread, box = self.prefetch
+        thread.join(0.05)
+        return ("tail" in box), box.get("tail")
 
     def _exec(self, args, timeout) -> tuple:
         try:
@@ -293,11 +312,33 @@ def check_many(engine, targets: list, opts: HealthOptions, start: float, transpo
     stalled = any("engine stalled" in (r.get("error") or "") for r in out)
     failed = [r for r in out if r["error"] and not r["healthy"] and not stalled
               and not r["error"].startswith("container ")]
-    if failed:
-        tails = run_parallel(lambda r: read_log_tail(engine, r["container"]), failed, bound=LOG_TIMEOUT + 0.3)
-        for r, tail in zip(failed, tails):
+    by_container = {c.target.container: c for c in checks}
+    missing = []
+    for r in failed:
+        done, tail = by_container[r["container"]].prefetched_log()
+        if done:
+            r["log_tail"] = tail
+        else:
+            missing.append(r)
+    if missing:
+        tails = run_parallel(lambda r: read_log_tail(engine, r["container"]), missing, bound=LOG_TIMEOUT + 0.3)
+        for r, tail in zip(missing, tails):
             r["log_tail"] = tail if isinstance(tail, str) else None
     return out
+
+
+def process_start(clock=time.monotonic) -> float:
+    """The monotonic time this process started (Linux), so a deadline also covers interpreter start-up and
+    module imports; falls back to now."""
+    now = clock()
+    try:
+        with open("/proc/self/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime, ticks since boot
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - started
+    except (OSError, ValueError, IndexError, AttributeError):
+        return now
+    return now - min(max(age, 0.0), 5.0)
 
 
 def failure_message(results: list, opts: HealthOptions) -> str:

@@ -196,12 +196,12 @@ from ansible_collections.perry.fleet.plugins.module_utils.engine import EngineEr
 from ansible_collections.perry.fleet.plugins.module_utils.module_args import engine_argument_spec, make_engine
 from ansible_collections.perry.fleet.plugins.module_utils.transport import TRANSPORTS, TransportError
 from ansible_collections.perry.fleet.plugins.module_utils.worker_client import (
-    HealthOptions, WorkerError, check_many, failure_message, resolve_targets, workspace_names)
+    HealthOptions, WorkerError, check_many, failure_message, process_start, resolve_targets, workspace_names)
 from ansible_collections.perry.fleet.plugins.module_utils.workspace_spec import SpecError
 
 
 def main():
-    start = time.monotonic()
+    start = process_start()  # the deadline counts from the module's process start, imports included
     argument_spec = engine_argument_spec()
     argument_spec.update(
         name=dict(type="str"),

@@ -290,10 +290,10 @@ def test_health_many_workspaces_one_call_with_a_missing_one(fleet):
     b = fleet.workspace("podman-rootless", "second")
     topo = fleet.topo("podman-rootless")
     res = run_module("perry.fleet.perry_worker_health",
-                     {"names": [a["name"], b["name"], PREFIX + "nothere"], "timeout": 5, "fail_on_unhealthy": False},
+                     {"names": [a["name"], b["name"], PREFIX + "nothere"], "timeout": 15, "fail_on_unhealthy": False},
                      topo)
     assert not res.get("failed"), res.get("msg")
-    assert [w["healthy"] for w in res["workspaces"]] == [True, True, False]
+    assert [w["healthy"] for w in res["workspaces"]] == [True, True, False], json.dumps(res, indent=1)[-5000:]
     assert "does not exist" in res["workspaces"][2]["error"] and res["unhealthy"] == [PREFIX + "nothere"]
     inspects = [c for c in res["commands"] if " inspect " in " %s " % c["cmd"]]
     assert len(inspects) == 1, res["commands"]
@@ -525,5 +525,7 @@ def test_sessions_of_a_stopped_worker_are_an_error_per_workspace(fleet):
         _frozen(topo, ws["container"], "CONT")
     assert not res.get("failed"), res.get("msg")
     w = {x["name"]: x for x in res["workspaces"]}
-    assert w[good["name"]]["ok"] and not w[ws["name"]]["ok"] and "timed out" in w[ws["name"]]["error"]
+    assert w[good["name"]]["ok"] and not w[ws["name"]]["ok"], w
+    # curl's --max-time, or the host-side kill when the rootless exec itself is slow under load
+    assert "timed out" in w[ws["name"]]["error"] or "did not finish the exec" in w[ws["name"]]["error"]
     assert res["elapsed"] < 5 and took < 30

@@ -357,3 +357,19 @@ def test_module_with_a_real_stalled_engine_cli(tmp_path, monkeypatch, capsys):
     assert time.monotonic() - t0 < 2.0
     out = json.loads(capsys.readouterr().out)
     assert out["failed"] and "timed out" in out["msg"]
+
+
+def test_process_start_is_in_the_recent_past():
+    now = time.monotonic()
+    started = wc.process_start()
+    assert now - 5.0 <= started <= time.monotonic()
+
+
+def test_log_is_read_during_the_last_attempt_not_after_it():
+    engine = ManyEngine(frozen={"workspace-b"})
+    opts = wc.HealthOptions(timeout=1.0, interval=0.1, request_timeout=0.6)
+    out = wc.check_many(engine, [Target("b", "workspace-b", "exec")], opts, time.monotonic())
+    tails = [c for c in engine.calls if "tail" in c]
+    assert len(tails) == 1 and out[0]["log_tail"].endswith("EADDRINUSE")
+    # the tail ran before the final curl finished: it is not the last engine call
+    assert engine.calls[-1][4] == "curl"
