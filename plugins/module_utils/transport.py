@@ -362,7 +362,7 @@ def engine_shares_host_network(engine, environ=None, geteuid=os.geteuid, stat=os
 # ------------------------------------------------------------------------------------- selection
 def container_ips(container: dict) -> list:
     nets = ((container.get("NetworkSettings") or {}).get("Networks") or {})
-    ips = [n.get("IPAddress") for _, n in sorted(nets.items()) if isinstance(n, dict) and n.get("IPAddress")]
+    ips = [n.get("IPAddress") for _name, n in sorted(nets.items()) if isinstance(n, dict) and n.get("IPAddress")]
     top = (container.get("NetworkSettings") or {}).get("IPAddress")
     if top and top not in ips:
         ips.append(top)

@@ -272,7 +272,7 @@ class HealthCheck:
         if self.clock() - self.restarted_at < self.opts.supervisor_grace:
             return
         self.started_by_us = True
-        rc, _ = self._exec(["pgrep", "-f", WORKER_PROCESS_RE], self._budget(3))
+        rc, _err = self._exec(["pgrep", "-f", WORKER_PROCESS_RE], self._budget(3))
         if rc == 0:
             self.actions.append("worker process exists (starting up); not starting another")
             return
@@ -461,7 +461,7 @@ class SessionClient:
         raise WorkerError("%s %s: HTTP %d: %s" % (method, path, resp.status, detail))
 
     def list(self) -> list:
-        _, doc = self._call("/sessions")
+        doc = self._call("/sessions")[1]
         sessions = doc.get("sessions")
         if not isinstance(sessions, list):
             raise WorkerError("GET /sessions: no sessions array in the answer")
@@ -474,11 +474,11 @@ class SessionClient:
         return normalize_session(doc["session"], self.target.workspace)
 
     def messages(self, session_id: str, limit: int, offset: int) -> dict:
-        _, doc = self._call(session_path(session_id, "/messages?limit=%d&offset=%d" % (limit, offset)))
+        doc = self._call(session_path(session_id, "/messages?limit=%d&offset=%d" % (limit, offset)))[1]
         return {"id": doc.get("id", session_id), "messages": doc.get("messages") or [],
                 "total": doc.get("total", 0), "limit": limit, "offset": offset}
 
     def delete(self, session_id: str) -> bool:
         """True when deleted, False when the worker no longer knew the session (404)."""
-        status, _ = self._call(session_path(session_id), method="DELETE", allow=(404,))
+        status = self._call(session_path(session_id), method="DELETE", allow=(404,))[0]
         return status != 404

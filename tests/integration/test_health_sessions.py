@@ -529,3 +529,86 @@ def test_sessions_of_a_stopped_worker_are_an_error_per_workspace(fleet):
     # curl's --max-time, or the host-side kill when the rootless exec itself is slow under load
     assert "timed out" in w[ws["name"]]["error"] or "did not finish the exec" in w[ws["name"]]["error"]
     assert res["elapsed"] < 5 and took < 30
+
+
+# ------------------------------------------------------------------------------------ nested engine
+SIDECAR_FILE = """FROM %s
+RUN apt-get update && apt-get install -y --no-install-recommends podman runc fuse-overlayfs uidmap iptables \\
+    ca-certificates && rm -rf /var/lib/apt/lists/*
+RUN printf '%%s\\n' '[containers]' 'default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]' \\
+    '[engine]' 'runtime = "runc"' 'cgroup_manager = "cgroupfs"' 'events_logger = "file"' \\
+    '[network]' 'default_subnet = "10.90.0.0/16"' > /etc/containers/containers.conf
+# CNI (Debian podman 4.3) ships its own 10.88/16 conflist: move it too, or the sidecar loses its network
+RUN if ls /etc/cni/net.d/*.conflist >/dev/null 2>&1; then sed -i 's/10[.]88[.]/10.90./g' /etc/cni/net.d/*.conflist; fi
+CMD ["podman", "system", "service", "--time=0", "tcp:0.0.0.0:2375"]
+""" % BASE_IMAGE
+
+
+@pytest.fixture(scope="module")
+def sidecar(image):
+    """The podman-in-podman sidecar of the Podman design (testbed.md "Nested engine"): a privileged rootful
+    podman container serving its API on 127.0.0.1:<port>; workspaces made through it have IPs (10.90/16)
+    that are NOT routed here, so the transports must never contact them."""
+    rootful = TOPOLOGIES["podman-rootful"]
+    ref = "localhost/%spinp:test" % PREFIX
+    name = "%spinp" % PREFIX
+    volume = "%spinp-store" % PREFIX
+    ctx = tempfile.mkdtemp(prefix="perry-hs-pinp-")
+    try:
+        with open(os.path.join(ctx, "Containerfile"), "w") as fh:
+            fh.write(SIDECAR_FILE)
+        must(subprocess.run(["podman", "build", "-q", "-t", ref, ctx], capture_output=True, text=True, timeout=900),
+             "podman build of the sidecar image")
+    finally:
+        shutil.rmtree(ctx, ignore_errors=True)
+    port = free_port()
+    topo = Topology("podman-in-podman", "podman", "/usr/bin/docker", engine_url="tcp://127.0.0.1:%d" % port)
+    try:
+        must(rootful.cli("run", "-d", "--name", name, "--privileged", "--device", "/dev/fuse",
+                         "-p", "127.0.0.1:%d:2375" % port, "-v", "%s:/var/lib/containers" % volume, ref,
+                         check=False, timeout=120), "run sidecar")
+        deadline = time.monotonic() + 60
+        while True:
+            probe = topo.cli("version", "--format", "{{.Server.Version}}", check=False, timeout=10)
+            if probe.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                logs = rootful.cli("logs", name, check=False).stderr
+                pytest.fail("sidecar API did not answer within 60 s: %s %s" % (probe.stderr[-500:], logs[-1500:]))
+            time.sleep(0.5)
+        save = subprocess.Popen(["podman", "save", IMAGE], stdout=subprocess.PIPE)
+        load = subprocess.run(["/usr/bin/docker", "load"], stdin=save.stdout, capture_output=True, text=True,
+                              timeout=600, check=False, env=dict(os.environ, DOCKER_HOST=topo.engine_url))
+        save.stdout.close()
+        save.wait(timeout=60)
+        must(load, "load the test image into the sidecar")
+        yield topo
+    finally:
+        rootful.cli("rm", "-f", "-t", "0", name, check=False, timeout=120)
+        rootful.cli("volume", "rm", "-f", volume, check=False, timeout=120)
+        rootful.cli("rmi", "-f", ref, check=False, timeout=120)
+
+
+def test_nested_engine_never_uses_container_ips(sidecar, image):
+    topo = sidecar
+    name = "%spinp-ws" % PREFIX
+    container = "workspace-" + name
+    must(topo.cli("run", "-d", "--name", container, IMAGE, check=False, timeout=180), "run workspace in the sidecar")
+    try:
+        wait_worker(topo, container)
+        inner = topo.inspect(container)
+        ips = [n.get("IPAddress") for n in (inner["NetworkSettings"].get("Networks") or {}).values()]
+        assert any(ip and ip.startswith("10.90.") for ip in ips), ips
+        seed_sessions(topo, container)
+        for requested in ("auto", "http"):
+            res = run_module("perry.fleet.perry_worker_health", {"name": name, "transport": requested, "timeout": 15}, topo)
+            assert not res.get("failed"), res.get("msg")
+            w = res["workspaces"][0]
+            assert w["healthy"] and w["transport"] == "exec", w
+            if requested == "http":
+                assert "remote or nested" in w["fallback"], w
+        res = run_module("perry.fleet.perry_sessions", {"name": name, "transport": "http"}, topo)
+        assert not res.get("failed") and res["workspaces"][0]["ok"], res
+        assert res["workspaces"][0]["transport"] == "exec" and len(res["sessions"]) == 3
+    finally:
+        topo.cli("rm", "-f", container, check=False, timeout=120)
