@@ -44,7 +44,8 @@ START_SCRIPT = ("if [ -x {bin} ]; then P={bin}; else P=perry; fi; cd {home} 2>/d
                     bin=WORKER_BIN, home=WORKSPACE_HOME, log=WORKER_LOG)
 SUPERVISOR_GRACE = 3.0    # seconds an image supervisor gets to bring a killed worker back
 LOG_LINES = 20
-LOG_TIMEOUT = 0.8         # the log tail runs after the deadline: keep it short
+LOG_TIMEOUT = 0.6         # a log tail read after the deadline: keep it short
+FINISH_RESERVE = 0.3      # seconds of the deadline kept for collecting results and the log tail
 MAX_PARALLEL = 32
 
 # Agent-side consumption (reference §4): the agent calls Claude sessions "claude-code".
@@ -203,7 +204,7 @@ class HealthCheck:
             self._prefetch_log()  # likely the last attempt: read the log meanwhile, not after the deadline
         self.requests += 1
         resp = self.transport.request(self.target, "/health", timeout=t,
-                                      hard_timeout=min(t + EXEC_GRACE, remaining + 0.5))
+                                      hard_timeout=min(t + EXEC_GRACE, remaining + FINISH_RESERVE))
         self.last = resp
         if not resp.ok:
             if self.restarted_at is not None:
@@ -239,13 +240,13 @@ class HealthCheck:
         self.prefetch = (thread, box)
         thread.start()
 
-    def prefetched_log(self):
-        """(done, tail): the log tail read during the last attempt, if that read finished."""
+    def prefetched_log(self, wait: float = 0.05):
+        """(started, tail): the log tail read during the last attempt (waiting up to ``wait`` for it)."""
         if self.prefetch is None:
             return False, None
         thread, box = self.prefetch
-        thread.join(0.05)
-        return ("tail" in box), box.get("tail")
+        thread.join(max(wait, 0.0))
+        return True, box.get("tail")
 
     def _exec(self, args, timeout) -> tuple:
         try:
@@ -299,7 +300,8 @@ def check_many(engine, targets: list, opts: HealthOptions, start: float, transpo
     """Health of every target in parallel, all under one deadline ``start + opts.timeout``; then the
     worker log tail of the unhealthy ones (skipped when the engine itself stalled)."""
     transport = transport or Transport(engine)
-    deadline = start + opts.timeout
+    # Probes stop a little before the deadline so that results and log tails fit inside it.
+    deadline = start + opts.timeout - min(FINISH_RESERVE, opts.timeout / 10)
     checks = [HealthCheck(engine, transport, t, opts, deadline, clock=clock) for t in targets]
     results = run_parallel(lambda c: c.run(), checks, bound=max(deadline - clock(), 0) + EXEC_GRACE + 0.5)
     out = []
@@ -315,9 +317,9 @@ def check_many(engine, targets: list, opts: HealthOptions, start: float, transpo
     by_container = {c.target.container: c for c in checks}
     missing = []
     for r in failed:
-        done, tail = by_container[r["container"]].prefetched_log()
-        if done:
-            r["log_tail"] = tail
+        started, tail = by_container[r["container"]].prefetched_log(wait=deadline + FINISH_RESERVE - clock())
+        if started:
+            r["log_tail"] = tail  # None when the read did not finish in time: no second exec after the deadline
         else:
             missing.append(r)
     if missing:

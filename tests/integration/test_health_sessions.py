@@ -319,7 +319,8 @@ def test_frozen_worker_fails_within_timeout_plus_one(fleet, topo_name, requested
         _frozen(topo, ws["container"], "CONT")
     took = task_seconds(res)
     print("frozen %s/%s: module elapsed %.3f s, task %.3f s" % (topo_name, requested, res.get("elapsed", -1), took))
-    assert res.get("failed") and "timed out" in res["msg"], res
+    # curl's --max-time, or the host-side kill when a rootless exec is itself slow under load
+    assert res.get("failed") and ("timed out" in res["msg"] or "did not finish the exec" in res["msg"]), res["msg"]
     if topo_name == "docker":  # rootless podman execs can queue behind other users' storage locks here
         assert "perry-worker.log" in res["msg"]  # the log tail is part of the message
     assert res["elapsed"] <= 4.0
