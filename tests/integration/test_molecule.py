@@ -16,13 +16,14 @@ import pytest
 
 from topology import REPO, venv_bin
 
-# Seconds per scenario: a warm run takes 1.5-3 minutes; the first sidecar run also builds the sidecar image
+# Seconds per scenario: a warm run takes 1.5-3 minutes (fleet: more); the first sidecar and fleet runs also build their engine images
 # and a cold image cache rebuilds the workspace image.
 SCENARIOS = {
     "podman-rootful": 1200,
     "podman-rootless": 1200,
     "docker": 1500,
     "sidecar": 1800,
+    "fleet": 2400,
 }
 SCENARIOS_PRESENT = sorted(s for s in SCENARIOS if os.path.isfile(os.path.join(REPO, "molecule", s, "molecule.yml")))
 
