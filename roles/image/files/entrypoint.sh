@@ -160,8 +160,9 @@ find_worker() {  # prints the pid of a running worker: ours (pidfile) or one sta
   local pid
   pid="$(cat "$WORKER_PIDFILE" 2>/dev/null)"
   if is_alive "$pid"; then echo "$pid"; return 0; fi
-  # (^|/): the worker itself (perry, /usr/local/bin/perry, sh /usr/local/bin/perry ...), not `pkill -f perry worker serve`
-  for pid in $(pgrep -f '(^|/)perry worker serve' 2>/dev/null); do
+  # The worker itself: ".../perry worker serve" (binary) or "bun .../perry/current/cli.js worker serve"
+  # (JS dist behind the wrapper); (^|/) keeps `pkill -f ...perry... worker serve` command lines out.
+  for pid in $(pgrep -f '(^|/)perry( |/current/cli[.]js )worker serve' 2>/dev/null); do
     if is_alive "$pid"; then echo "$pid"; return 0; fi
   done
   return 1
