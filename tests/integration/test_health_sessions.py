@@ -79,7 +79,7 @@ def must(res: subprocess.CompletedProcess, what: str) -> str:
 
 
 def free_port() -> int:
-    for _ in range(200):
+    for _unused1 in range(200):
         port = 17000 + int.from_bytes(os.urandom(2), "big") % 2000
         with socket.socket() as s:
             try:
@@ -102,7 +102,7 @@ def image():
             with open(os.path.join(ctx, name), "w") as fh:
                 fh.write(text)
         must(subprocess.run(["podman", "build", "-q", "-t", IMAGE, "-f", os.path.join(ctx, "Containerfile"), ctx],
-                            capture_output=True, text=True, timeout=900), "podman build of the test image")
+                            capture_output=True, text=True, timeout=900, check=False), "podman build of the test image")
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
     loaded = {"podman-rootful"}
@@ -386,8 +386,8 @@ def test_worker_latency_per_transport(fleet):
     rootless = Engine(cli=wrapper)
     routes = RouteTable()
     c = docker.inspect([docker_ws["container"]])[docker_ws["container"]]
-    cases["http (docker bridge IP)"] = (docker, select_target(docker_ws["name"], docker_ws["container"], c, "http",
-                                                               "docker", docker, routes))
+    cases["http (docker bridge IP)"] = (
+        docker, select_target(docker_ws["name"], docker_ws["container"], c, "http", "docker", docker, routes))
     cases["exec (docker)"] = (docker, select_target(docker_ws["name"], docker_ws["container"], c, "exec", "docker",
                                                     docker))
     rc = rootless.inspect([rl_ws["container"]])[rl_ws["container"]]
@@ -400,7 +400,7 @@ def test_worker_latency_per_transport(fleet):
         for label, (engine, target) in cases.items():
             transport = Transport(engine)
             times = []
-            for _ in range(20):
+            for _unused1 in range(20):
                 t0 = time.monotonic()
                 resp = transport.request(target, "/health", timeout=10)
                 times.append(time.monotonic() - t0)
@@ -440,12 +440,12 @@ def seed_sessions(topo: Topology, container: str) -> None:
                     "time_updated INTEGER)")
         con.execute("CREATE TABLE message (id TEXT PRIMARY KEY, session_id TEXT REFERENCES session(id) ON DELETE "
                     "CASCADE, time_created INTEGER, time_updated INTEGER, data TEXT)")
-        con.execute("INSERT INTO session VALUES (?,?,?,?,?)", ("ses_test123", "Test OpenCode Session", "/home/workspace/oc",
-                                                              now_ms - 1000, now_ms))
-        con.execute("INSERT INTO message VALUES (?,?,?,?,?)", ("msg_1", "ses_test123", now_ms - 900, now_ms - 900,
-                                                              json.dumps({"role": "user"})))
-        con.execute("INSERT INTO message VALUES (?,?,?,?,?)", ("msg_2", "ses_test123", now_ms - 800, now_ms - 800,
-                                                              json.dumps({"role": "assistant"})))
+        con.execute("INSERT INTO session VALUES (?,?,?,?,?)",
+                    ("ses_test123", "Test OpenCode Session", "/home/workspace/oc", now_ms - 1000, now_ms))
+        con.execute("INSERT INTO message VALUES (?,?,?,?,?)",
+                    ("msg_1", "ses_test123", now_ms - 900, now_ms - 900, json.dumps({"role": "user"})))
+        con.execute("INSERT INTO message VALUES (?,?,?,?,?)",
+                    ("msg_2", "ses_test123", now_ms - 800, now_ms - 800, json.dumps({"role": "assistant"})))
         con.commit()
         con.close()
         with open(db, "rb") as fh:
@@ -558,7 +558,7 @@ def sidecar(image):
     try:
         with open(os.path.join(ctx, "Containerfile"), "w") as fh:
             fh.write(SIDECAR_FILE)
-        must(subprocess.run(["podman", "build", "-q", "-t", ref, ctx], capture_output=True, text=True, timeout=900),
+        must(subprocess.run(["podman", "build", "-q", "-t", ref, ctx], capture_output=True, text=True, timeout=900, check=False),
              "podman build of the sidecar image")
     finally:
         shutil.rmtree(ctx, ignore_errors=True)

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # perry-entrypoint: boot a Perry workspace container (runs under tini; plain bash, no bun needed).
 #  1. container env -> /etc/environment (non-secret) and ~workspace/.config/perry/secrets.env (0600, keys named
 #     in PERRY_SECRET_ENV_KEYS); secrets are then removed from the env of everything started here

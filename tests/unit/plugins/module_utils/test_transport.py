@@ -90,7 +90,7 @@ def test_exec_transport_hard_timeout_is_honoured_but_never_below_the_request_tim
     eng = ScriptedEngine(Result(0, "\n200", "", 0.0), Result(0, "\n200", "", 0.0))
     tr.Transport(eng).request(target(), "/health", timeout=2, hard_timeout=2.3)
     tr.Transport(eng).request(target(), "/health", timeout=2, hard_timeout=1)
-    assert [t for _, t in eng.calls] == [2.3, 2]
+    assert [t for _unused1, t in eng.calls] == [2.3, 2]
 
 
 def test_exec_transport_reports_a_stalled_engine():
@@ -131,7 +131,7 @@ def server():
         srv.settimeout(0.1)
         while not stop.is_set():
             try:
-                conn, _ = srv.accept()
+                conn, _unused1 = srv.accept()
             except OSError:
                 continue
             conns.append(conn)
@@ -144,7 +144,7 @@ def server():
             elif mode["v"] == "trickle":
                 conn.recv(4096)
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
-                for _ in range(40):
+                for _unused1 in range(40):
                     if stop.is_set():
                         break
                     try:
@@ -328,20 +328,22 @@ class AlwaysRoutes:
         return self.ok, self.why
 
 
-LOCAL = (lambda: (True, "rootful docker on this host"))
+def local_route():
+    """Stand-in for the host route check: the container IP is on a local bridge."""
+    return (True, "rootful docker on this host")
 
 
 def test_auto_follows_the_profile():
     eng = SimpleNamespace(kind="docker", url=None)
-    t = tr.select_target("alice", "workspace-alice", container(), "auto", "docker", eng, AlwaysRoutes(), LOCAL)
+    t = tr.select_target("alice", "workspace-alice", container(), "auto", "docker", eng, AlwaysRoutes(), local_route)
     assert (t.transport, t.host, t.port, t.fallback) == ("http", "172.17.0.5", 7392, None)
-    t = tr.select_target("alice", "workspace-alice", container(), "auto", "podman", eng, AlwaysRoutes(), LOCAL)
+    t = tr.select_target("alice", "workspace-alice", container(), "auto", "podman", eng, AlwaysRoutes(), local_route)
     assert (t.transport, t.fallback) == ("exec", None)
 
 
 def test_http_falls_back_to_exec_when_not_directly_connected():
     routes = AlwaysRoutes(False, "10.90.0.3 is routed through gateway 192.0.2.1 (dev eth0), not directly connected")
-    t = tr.select_target("a", "workspace-a", container(ip="10.90.0.3"), "http", "docker", None, routes, LOCAL)
+    t = tr.select_target("a", "workspace-a", container(ip="10.90.0.3"), "http", "docker", None, routes, local_route)
     assert t.transport == "exec" and "gateway 192.0.2.1" in t.fallback and t.host is None
 
 
@@ -354,7 +356,7 @@ def test_http_falls_back_when_the_engine_is_not_local():
 
 
 def test_http_without_ip_falls_back():
-    t = tr.select_target("a", "workspace-a", container(ip=None), "http", "docker", None, AlwaysRoutes(), LOCAL)
+    t = tr.select_target("a", "workspace-a", container(ip=None), "http", "docker", None, AlwaysRoutes(), local_route)
     assert t.transport == "exec" and "no IP address" in t.fallback
 
 
@@ -363,7 +365,7 @@ def test_http_picks_the_first_directly_connected_ip_of_many_networks():
         def check(self, ip):
             return (ip.startswith("172.18."), "checked " + ip)
     nets = {"a-remote": {"IPAddress": "10.90.0.2"}, "b-local": {"IPAddress": "172.18.0.4"}}
-    t = tr.select_target("a", "workspace-a", container(networks=nets), "http", "docker", None, Routes(), LOCAL)
+    t = tr.select_target("a", "workspace-a", container(networks=nets), "http", "docker", None, Routes(), local_route)
     assert (t.transport, t.host) == ("http", "172.18.0.4")
 
 

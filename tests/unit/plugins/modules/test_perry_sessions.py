@@ -118,7 +118,7 @@ class FleetEngine:
 
     @staticmethod
     def route(sessions, method, path):
-        path, _, query = path.partition("?")
+        path, _unused1, query = path.partition("?")
         parts = [unquote(p) for p in path.strip("/").split("/")]
         if parts == ["sessions"]:
             return 200, {"sessions": sorted(sessions.values(), key=lambda s: -s["lastActivity"])}

@@ -75,62 +75,62 @@ def run_check(script, opts=None, engine=None, target=None):
 
 # ------------------------------------------------------------------------------------ health waits
 def test_healthy_at_once():
-    out, transport, clock, _ = run_check([(200, HEALTHY, None, 0.05)])
+    out, transport, clock, _unused1 = run_check([(200, HEALTHY, None, 0.05)])
     assert out["healthy"] and out["status"] == 200 and out["version"] == "0.1.0" and out["sessionCount"] == 3
     assert out["attempts"] == 1 and out["error"] is None and out["transport"] == "exec"
 
 
 def test_becomes_healthy_after_refusals():
-    out, transport, _, _ = run_check([(0, None, "connection refused", 0.01)] * 3 + [(200, HEALTHY, None, 0.01)])
+    out, transport, _unused1, _unused2 = run_check([(0, None, "connection refused", 0.01)] * 3 + [(200, HEALTHY, None, 0.01)])
     assert out["healthy"] and out["attempts"] == 4
 
 
 def test_frozen_worker_fails_at_the_deadline_with_the_last_error():
-    out, transport, clock, _ = run_check([(0, None, "timed out: frozen", 2.0)])
+    out, transport, clock, _unused1 = run_check([(0, None, "timed out: frozen", 2.0)])
     assert not out["healthy"] and out["error"] == "timed out: frozen"
     assert clock.now - 100.0 <= 3.0 + 1e-6
     # every request is bounded by what is left, and the host-side kill never goes past deadline + 0.5 s
-    for _, timeout, hard in transport.requests:
+    for _unused1, timeout, hard in transport.requests:
         assert timeout <= 2 and hard <= 2 + 1.0
     assert transport.requests[-1][1] <= 1.0 + 1e-6 and transport.requests[-1][2] <= transport.requests[-1][1] + 0.5 + 1e-6
 
 
 def test_request_timeout_never_exceeds_time_left():
     opts = wc.HealthOptions(timeout=1.0, interval=0.2, request_timeout=5)
-    out, transport, clock, _ = run_check([(0, None, "refused", 0.0)], opts)
-    assert all(t <= 1.0 for _, t, _ in transport.requests)
+    out, transport, clock, _unused1 = run_check([(0, None, "refused", 0.0)], opts)
+    assert all(t <= 1.0 for _unused1, t, _unused2 in transport.requests)
     assert clock.now - 100.0 <= 1.0 + 1e-6
 
 
 def test_backoff_between_attempts():
     opts = wc.HealthOptions(timeout=5, interval=0.2, request_timeout=1)
-    out, transport, clock, _ = run_check([(0, None, "refused", 0.0)], opts)
+    out, transport, clock, _unused1 = run_check([(0, None, "refused", 0.0)], opts)
     # 0.2, 0.3, 0.45, 0.675, 1.0, 1.0, ... -> far fewer than 5 / 0.2 attempts
     assert 6 <= out["attempts"] <= 10
 
 
 def test_missing_and_stopped_containers_fail_fast_without_requests():
-    out, transport, _, _ = run_check([(200, HEALTHY, None, 0)], target=tgt(exists=False, running=False, state="missing"))
+    out, transport, _unused1, _unused2 = run_check([(200, HEALTHY, None, 0)], target=tgt(exists=False, running=False, state="missing"))
     assert "does not exist" in out["error"] and transport.requests == []
-    out, transport, _, _ = run_check([(200, HEALTHY, None, 0)], target=tgt(running=False, state="exited"))
+    out, transport, _unused1, _unused2 = run_check([(200, HEALTHY, None, 0)], target=tgt(running=False, state="exited"))
     assert "not running (state: exited)" in out["error"] and transport.requests == []
 
 
 def test_non_json_health_body_is_healthy_without_version():
-    out, _, _, _ = run_check([(200, "ok", None, 0.0)])
+    out, _unused1, _unused2, _unused3 = run_check([(200, "ok", None, 0.0)])
     assert out["healthy"] and out["version"] is None
 
 
 # ------------------------------------------------------------------------------------ versions
 def test_expected_version_matches():
     opts = wc.HealthOptions(timeout=3, expected_version="0.1.0")
-    out, _, _, _ = run_check([(200, HEALTHY, None, 0.01)], opts)
+    out, _unused1, _unused2, _unused3 = run_check([(200, HEALTHY, None, 0.01)], opts)
     assert out["healthy"] and out["version_ok"] is True and out["error"] is None
 
 
 def test_mismatch_without_restart_waits_then_reports():
     opts = wc.HealthOptions(timeout=2, expected_version="9.9.9")
-    out, transport, clock, _ = run_check([(200, HEALTHY, None, 0.01)], opts)
+    out, transport, clock, _unused1 = run_check([(200, HEALTHY, None, 0.01)], opts)
     assert out["healthy"] and out["version_ok"] is False and "differs from expected 9.9.9" in out["error"]
     assert clock.now - 100.0 >= 2.0 - 1e-6 and len(transport.requests) > 1
 
@@ -139,8 +139,8 @@ def test_mismatch_is_fixed_by_a_supervisor_restart():
     opts = wc.HealthOptions(timeout=10, expected_version="0.2.0", restart_on_mismatch=True)
     new = '{"status":"ok","version":"0.2.0","sessionCount":0}'
     engine = ExecRecorder()
-    out, _, _, _ = run_check([(200, HEALTHY, None, 0.01), (0, None, "refused", 0.01), (200, new, None, 0.01)],
-                             opts, engine)
+    script = [(200, HEALTHY, None, 0.01), (0, None, "refused", 0.01), (200, new, None, 0.01)]
+    out = run_check(script, opts, engine)[0]
     assert out["healthy"] and out["version_ok"] and out["restarted"] and out["error"] is None
     pkill = [c for c in engine.calls if "pkill" in c]
     assert pkill == [["exec", "-u", "workspace", "workspace-alice", "pkill", "-f", wc.WORKER_PROCESS_RE]]
@@ -152,7 +152,7 @@ def test_mismatch_restart_starts_the_worker_when_no_supervisor_does():
     new = '{"status":"ok","version":"0.2.0"}'
     engine = ExecRecorder({"pgrep": Result(1, "", "", 0.0)})
     script = [(200, HEALTHY, None, 0.01)] + [(0, None, "refused", 0.01)] * 8 + [(200, new, None, 0.01)]
-    out, _, _, check = run_check(script, opts, engine)
+    out, _unused1, _unused2, check = run_check(script, opts, engine)
     assert out["healthy"] and out["version_ok"] and out["restarted"]
     starts = [c for c in engine.calls if c[4:6] == ["sh", "-c"]]
     assert len(starts) == 1 and "nohup" in starts[0][6] and "/tmp/perry-worker.log" in starts[0][6]
@@ -164,14 +164,14 @@ def test_restart_does_not_start_a_second_worker_when_one_is_coming_up():
     opts = wc.HealthOptions(timeout=15, expected_version="0.2.0", restart_on_mismatch=True)
     engine = ExecRecorder({"pgrep": Result(0, "123\n", "", 0.0)})
     script = [(200, HEALTHY, None, 0.01)] + [(0, None, "refused", 0.01)] * 8 + [(200, '{"version":"0.2.0"}', None, 0)]
-    out, _, _, _ = run_check(script, opts, engine)
+    out, _unused1, _unused2, _unused3 = run_check(script, opts, engine)
     assert out["healthy"] and not any(c[4:6] == ["sh", "-c"] for c in engine.calls)
 
 
 def test_same_wrong_version_after_restart_fails_at_once():
     opts = wc.HealthOptions(timeout=15, expected_version="0.2.0", restart_on_mismatch=True)
     script = [(200, HEALTHY, None, 0.01), (0, None, "refused", 0.01), (200, HEALTHY, None, 0.01)]
-    out, _, clock, _ = run_check(script, opts)
+    out, _unused1, clock, _unused2 = run_check(script, opts)
     assert out["version_ok"] is False and "still differs" in out["error"] and "sync" in out["error"]
     assert clock.now - 100.0 < 5
 
@@ -180,14 +180,14 @@ def test_old_worker_still_answering_right_after_pkill_is_not_final():
     opts = wc.HealthOptions(timeout=15, expected_version="0.2.0", restart_on_mismatch=True)
     script = [(200, HEALTHY, None, 0.01), (200, HEALTHY, None, 0.01), (0, None, "refused", 0.01),
               (200, '{"version":"0.2.0"}', None, 0.01)]
-    out, _, _, _ = run_check(script, opts)
+    out, _unused1, _unused2, _unused3 = run_check(script, opts)
     assert out["healthy"] and out["version_ok"] and out["error"] is None
 
 
 def test_check_mode_reports_would_restart_and_changes_nothing():
     opts = wc.HealthOptions(timeout=5, expected_version="0.2.0", restart_on_mismatch=True, check_mode=True)
     engine = ExecRecorder()
-    out, transport, _, _ = run_check([(200, HEALTHY, None, 0.01)], opts, engine)
+    out, transport, _unused1, _unused2 = run_check([(200, HEALTHY, None, 0.01)], opts, engine)
     assert out["would_restart"] and not out["restarted"] and out["error"] is None and out["version_ok"] is False
     assert engine.calls == [] and len(transport.requests) == 1
 
