@@ -36,3 +36,8 @@ def topology(request):
     if topo.name == "docker-cli-podman":
         request.getfixturevalue("podman_socket")
     return topo
+
+
+def pytest_collection_modifyitems(items):
+    """Molecule scenarios last: they are the slowest, and the module tests should report first."""
+    items.sort(key=lambda item: item.get_closest_marker("molecule") is not None)
