@@ -23,5 +23,6 @@ as_rootless() {
     PATH=/usr/local/bin:/usr/bin:/bin XDG_RUNTIME_DIR="/run/user/$uid" "$@"
 }
 
-# Collections tree ansible uses: our collection (symlinked) + the ones bundled in the ansible package.
-export ANSIBLE_COLLECTIONS_PATH="$PERRY_FLEET_HOME/collections"
+# Collections tree ansible uses: this checkout (linked as perry.fleet inside it, so two checkouts on
+# one machine never see each other's code) + the ones bundled in the ansible package.
+export ANSIBLE_COLLECTIONS_PATH="$REPO_ROOT/.collections"

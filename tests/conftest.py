@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-COLLECTIONS = os.environ.get("ANSIBLE_COLLECTIONS_PATH", "/opt/perry-fleet/collections").split(":")[0]
+COLLECTIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".collections")
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "integration"))

@@ -22,12 +22,13 @@ from ansible_collections.perry.fleet.plugins.module_utils.ports import HostPortL
 from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import get_profile
 from ansible_collections.perry.fleet.plugins.module_utils.waiter import wait_until
 from ansible_collections.perry.fleet.plugins.module_utils.worker_sync import WorkerArtifact, WorkerSync, WorkerSyncError
+from ansible_collections.perry.fleet.plugins.module_utils.workspace_files import FilesError, FilesSync, build_files
 from ansible_collections.perry.fleet.plugins.module_utils import workspace_spec as ws
 
 STATES = ("present", "started", "stopped", "restarted", "absent")
 # Options a single workspace may set; in the list form each item may override the module-level value.
 ITEM_OPTIONS = ("name", "state", "image", "env", "secret_env", "docker_host", "privileged", "memory",
-                "cpus", "pids_limit", "ssh_port", "worker_port", "bind_address", "purge", "adopt")
+                "cpus", "pids_limit", "ssh_port", "worker_port", "bind_address", "purge", "adopt", "files")
 
 
 class WorkspaceError(Exception):
@@ -61,6 +62,7 @@ class Plan:
     before: dict | None = None   # the spec label of the existing container
     was_running: bool = False
     worker: dict | None = None
+    files: dict | None = None
 
     @property
     def name(self) -> str:
@@ -138,6 +140,7 @@ def validate_items(items: list, settings: Settings) -> list:
                                "without a published port. Unset worker_port." % profile.name)
         ws.validate_port(item.get("worker_port"), settings.worker_port_range, "worker_port")
         item["bind_address"] = item.get("bind_address") or "127.0.0.1"
+        item["files"] = build_files(item.get("files"))
         if item["state"] != "absent" and not item.get("image"):
             raise ws.SpecError("image is required for state=%s (build one with the perry.fleet.image role)" % item["state"])
         out.append(item)
@@ -228,13 +231,43 @@ class WorkspaceManager:
             self._converge_state(plan)
         if self.settings.worker is not None:
             self._sync_workers(plans)
+        self._sync_files(plans)
         return [self._result(p) for p in plans]
+
+    def _running_targets(self, plans: list) -> list:
+        return [p for p in plans if p.item["state"] in ("started", "restarted")
+                and (_running(p.existing) or self.settings.check_mode)]
+
+    def _sync_files(self, plans: list) -> None:
+        """Credentials and config files in each running workspace's home, in parallel."""
+        syncer = FilesSync(self.engine, self.settings.engine_timeout)
+        targets = [p for p in self._running_targets(plans) if p.item["files"]]
+
+        def one(plan):
+            if self.settings.check_mode and ("create" in plan.actions or "recreate" in plan.actions):
+                return plan, {"count": len(plan.item["files"]), "changed": True}, None
+            try:
+                return plan, syncer.sync(plan.container, plan.item["files"], check_mode=self.settings.check_mode), None
+            except FilesError as exc:
+                return plan, None, "%s: %s" % (plan.name, exc)
+
+        errors = []
+        with ThreadPoolExecutor(max_workers=max(1, min(self.settings.parallel, len(targets) or 1))) as pool:
+            for plan, result, error in pool.map(one, targets):
+                if error:
+                    errors.append(error)
+                    continue
+                plan.files = result
+                if result["changed"]:
+                    plan.actions.append("place %d file(s)" % result["count"])
+                    self.changed = True
+        if errors:
+            raise WorkspaceError("placing files failed for %d workspace(s): %s" % (len(errors), "; ".join(errors)))
 
     def _sync_workers(self, plans: list) -> None:
         """Worker sync for every running workspace, in parallel (each costs one exec when unchanged)."""
         syncer = WorkerSync(self.engine, self.settings.worker, self.settings.engine_timeout)
-        targets = [p for p in plans if p.item["state"] in ("started", "restarted")
-                   and (_running(p.existing) or self.settings.check_mode)]
+        targets = self._running_targets(plans)
 
         def one(plan):
             if self.settings.check_mode and ("create" in plan.actions or "recreate" in plan.actions):
@@ -393,6 +426,7 @@ class WorkspaceManager:
             "runtime": self.profile.name,
             "profile": self.profile.as_dict(),
             "worker": plan.worker,
+            "files": plan.files,
         }
         if spec is not None:
             out.update({

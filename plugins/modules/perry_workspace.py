@@ -67,6 +67,24 @@ options:
       bind_address: {description: Overrides O(bind_address)., type: str}
       purge: {description: Overrides O(purge)., type: bool}
       adopt: {description: Overrides O(adopt)., type: bool}
+      files:
+        description: Overrides O(files).
+        type: list
+        elements: dict
+        suboptions:
+          dest:
+            description: Path in the workspace home, as in O(files[].dest).
+            type: str
+            required: true
+          content:
+            description: File content (secret), as in O(files[].content).
+            type: str
+          src:
+            description: File on the managed host, as in O(files[].src).
+            type: path
+          mode:
+            description: Octal mode, as in O(files[].mode).
+            type: str
   state:
     description:
       - V(present) the container exists with the wanted spec (a new one is created, not started; a recreated one
@@ -163,6 +181,32 @@ options:
         atomically and the running worker is restarted (the image's supervisor starts the new one).
       - Unset means no worker sync.
     type: path
+  files:
+    description:
+      - Files to place in every running workspace's home, such as Claude Code's C(~/.claude/.credentials.json),
+        C(~/.gitconfig) or C(~/.ssh/authorized_keys). Owned by C(workspace); parent directories are created with
+        0700 under C(.ssh) and 0755 elsewhere (never a recursive chmod).
+      - A manifest of paths, modes and content hashes in the workspace makes an unchanged set cost one exec.
+      - Contents are staged in 0600 files and copied with the engine's C(cp), never put on a command line.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      dest:
+        description: Path in the workspace home (C(~/...) or relative to C(/home/workspace)); must stay inside it.
+        type: str
+        required: true
+      content:
+        description: File content (secret; never logged). Exactly one of O(files[].content) and O(files[].src).
+        type: str
+      src:
+        description: Path of a file on the managed host to copy.
+        type: path
+      mode:
+        description:
+          - Octal mode. Default follows Perry, V(0600) under C(.ssh) (except C(*.pub), C(config), C(known_hosts)) and
+            for credential files (C(.credentials.json), C(auth.json), C(.git-credentials)), V(0644) otherwise.
+        type: str
   start_timeout:
     description: Seconds to wait after C(start) until the container accepts C(exec).
     type: float
@@ -273,6 +317,10 @@ workspaces:
       description: Worker sync result (C(kind), C(digest), C(changed), C(action)), null when not synced.
       type: dict
       returned: always
+    files:
+      description: Files result (C(count), C(digest), C(changed)), null when no files were given.
+      type: dict
+      returned: always
 commands:
   description: Engine commands run, with rc and seconds (values redacted; env reached the engine through a file).
   returned: always
@@ -289,6 +337,14 @@ from ansible_collections.perry.fleet.plugins.module_utils.workspace import (
 from ansible_collections.perry.fleet.plugins.module_utils.workspace_spec import SpecError
 from ansible_collections.perry.fleet.plugins.module_utils.worker_sync import WorkerArtifact, WorkerSyncError
 from ansible_collections.perry.fleet.plugins.module_utils.module_args import engine_argument_spec, make_engine
+
+
+FILE_OPTIONS = dict(
+    dest=dict(type="str", required=True),
+    content=dict(type="str", no_log=True),
+    src=dict(type="path"),
+    mode=dict(type="str"),
+)
 
 
 def main():
@@ -311,6 +367,7 @@ def main():
             bind_address=dict(type="str"),
             purge=dict(type="bool"),
             adopt=dict(type="bool"),
+            files=dict(type="list", elements="dict", options=FILE_OPTIONS),
         )),
         state=dict(type="str", default="started", choices=["present", "started", "stopped", "restarted", "absent"]),
         image=dict(type="str"),
@@ -331,6 +388,7 @@ def main():
         purge=dict(type="bool", default=False),
         adopt=dict(type="bool", default=False),
         worker_source=dict(type="path"),
+        files=dict(type="list", elements="dict", default=[], options=FILE_OPTIONS),
         start_timeout=dict(type="float", default=30),
         stop_timeout=dict(type="int", default=10),
     )
@@ -354,7 +412,7 @@ def main():
             port_lock_path=p["port_lock_path"],
             worker=WorkerArtifact.from_path(p["worker_source"]) if p["worker_source"] else None)
         items = validate_items(expand_items(p), settings)
-    except (SpecError, ValueError, WorkerSyncError) as exc:
+    except (SpecError, ValueError, WorkerSyncError) as exc:  # FilesError is a ValueError
         module.fail_json(msg=str(exc))
 
     manager = WorkspaceManager(engine, settings)

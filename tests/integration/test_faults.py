@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from topology import (TOPOLOGIES, build_workspace_image, random_prefix, run_module, run_module_direct, run_playbook,
+from topology import (COLLECTIONS, TOPOLOGIES, build_workspace_image, random_prefix, run_module, run_module_direct, run_playbook,
                       start_podman_service, venv_bin)
 
 MODULE = "perry.fleet.perry_workspace"
@@ -116,9 +116,8 @@ def test_interrupted_worker_sync_keeps_a_working_worker(rootful, prefix_rootful,
     args = {"name": name, "image": image, "runtime": "podman", "worker_source": str(new_dist)}
     payload = tmp_path / "args.json"
     payload.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    collections = os.environ.get("ANSIBLE_COLLECTIONS_PATH", "/opt/perry-fleet/collections").split(":")[0]
     proc = subprocess.Popen([venv_bin("python"), "-m", "ansible_collections.perry.fleet.plugins.modules.perry_workspace",
-                             str(payload)], env=dict(os.environ, PYTHONPATH=collections),
+                             str(payload)], env=dict(os.environ, PYTHONPATH=COLLECTIONS),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     # Wait until the copy has started (the staging dir appears), then kill the whole run.
     deadline = time.monotonic() + 30

@@ -18,7 +18,6 @@ import uuid
 import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-FLEET_HOME = os.environ.get("PERRY_FLEET_HOME", "/opt/perry-fleet")
 ROOTLESS_USER = os.environ.get("PERRY_ROOTLESS_USER", "perry-rootless")
 BASE = "localhost/perry-base:bookworm"
 CA_DIR = "/usr/local/share/ca-certificates"
@@ -80,7 +79,7 @@ def run_role(variant, tmp_path, timeout=3600):
         evars.update({"perry_image_claude_code_version": "", "perry_image_opencode_version": ""})
     vf = tmp_path / f"vars-{variant}.json"
     vf.write_text(json.dumps(evars))
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=f"{FLEET_HOME}/collections", ANSIBLE_NOCOLOR="1",
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".collections"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_CALLBACK_RESULT_FORMAT="yaml")
     t0 = time.monotonic()
     p = subprocess.run([_venv_bin("ansible-playbook"), os.path.join(REPO, "playbooks", "image.yml"), "-e", f"@{vf}"],

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from topology import REPO, venv_bin
+from topology import COLLECTIONS, REPO, venv_bin
 
 # Seconds per scenario: a warm run takes 1.5-3 minutes (fleet: more); the first sidecar and fleet runs also build their engine images
 # and a cold image cache rebuilds the workspace image.
@@ -37,7 +37,7 @@ def test_molecule_scenario(scenario):
     molecule = venv_bin("molecule")
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(molecule) + os.pathsep + env.get("PATH", "")
-    env.setdefault("ANSIBLE_COLLECTIONS_PATH", "/opt/perry-fleet/collections")
+    env["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS
     env.update({"NO_COLOR": "1", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "PY_COLORS": "0"})
     start = time.monotonic()
     try:

@@ -224,3 +224,27 @@ def test_docker_host_is_forwarded_into_podman_workspaces(topology, workspace_ima
     assert "DOCKER_HOST=tcp://podman-in-podman:2375" in env
     # The image's entrypoint sees it and does not start a Docker engine of its own.
     assert topology.cli("exec", "workspace-" + name, "sh", "-c", "pgrep -x dockerd || echo none").stdout.strip() == "none"
+
+
+def test_files_are_placed_with_perry_modes_and_no_recursive_chmod(topology, workspace_image, prefix):
+    name = prefix + "files"
+    cname = "workspace-" + name
+    secret = "tok-" + prefix
+    files = [{"dest": "~/.claude/.credentials.json", "content": '{"token": "%s"}' % secret},
+             {"dest": "~/.ssh/authorized_keys", "content": "ssh-ed25519 AAAAC3Nz test"},
+             {"dest": "~/.config/git/nested/config", "content": "[user]\n\tname = t\n"}]
+    r = ok(run_module(MODULE, {"name": name, "image": workspace_image, "files": files}, topology, verbosity=1))
+    assert "place 3 file(s)" in r["workspaces"][0]["actions"]
+    assert secret not in r["_stdout"]
+    modes = topology.cli("exec", cname, "stat", "-c", "%a %U %n", "/home/workspace/.ssh", "/home/workspace/.ssh/authorized_keys",
+                         "/home/workspace/.claude/.credentials.json", "/home/workspace/.config/git/nested",
+                         "/home/workspace/.config/git/nested/config").stdout.split("\n")
+    assert modes[:5] == ["700 workspace /home/workspace/.ssh", "600 workspace /home/workspace/.ssh/authorized_keys",
+                         "600 workspace /home/workspace/.claude/.credentials.json",
+                         "755 workspace /home/workspace/.config/git/nested",
+                         "644 workspace /home/workspace/.config/git/nested/config"]
+    again = ok(run_module(MODULE, {"name": name, "image": workspace_image, "files": files}, topology))
+    assert not again["changed"]
+    bad = run_module(MODULE, {"name": name, "image": workspace_image, "files": [{"dest": "../../etc/passwd", "content": "x"}]},
+                     topology)
+    assert bad.get("failed") and "outside the workspace home" in bad["msg"]

@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass, field
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLLECTIONS = os.path.join(REPO, ".collections")  # scripts/setup-testbed links this checkout there
 ROOTLESS_USER = os.environ.get("PERRY_ROOTLESS_USER", "perry-rootless")
 PODMAN_SOCKET = "/run/perry-fleet-test/podman.sock"
 
@@ -108,6 +109,7 @@ def run_playbook(tasks: list, topology: Topology | None = None, check: bool = Fa
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
         env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
                    ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_LOCALHOST_WARNING="false",
                    ANSIBLE_PIPELINING="True")
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO, check=False)
@@ -181,8 +183,7 @@ def run_module_direct(module: str, args: dict, timeout: float = 120, check: bool
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(payload, fh)
         path = fh.name
-    collections = os.environ.get("ANSIBLE_COLLECTIONS_PATH", "/opt/perry-fleet/collections").split(":")[0]
-    env = dict(os.environ, PYTHONPATH=collections)
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS)
     start = time.monotonic()
     try:
         proc = subprocess.run([sys.executable, "-m", "ansible_collections.perry.fleet.plugins.modules." + module_name, path],
