@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from topology import (COLLECTIONS, TOPOLOGIES, build_workspace_image, random_prefix, run_module, run_module_direct, run_playbook,
+from topology import (COLLECTIONS, TOPOLOGIES, Topology, build_workspace_image, random_prefix, run_module, run_module_direct, run_playbook,
                       start_podman_service, venv_bin)
 
 MODULE = "perry.fleet.perry_workspace"
@@ -55,10 +55,11 @@ def test_container_removed_out_of_band_is_recreated_with_its_data(rootful, prefi
 def test_engine_service_restarted_mid_run_converges(prefix_rootful):
     """The docker CLI against a podman API service that is killed between runs: the run in flight
     fails with the engine's words, and the next one converges once the service is back."""
-    topo = TOPOLOGIES["docker-cli-podman"]
+    socket_path = "/run/perry-fleet-test/faults-%s.sock" % prefix_rootful.rstrip("-")
+    topo = Topology("faults-docker-cli-podman", "podman", "/usr/bin/docker", engine_url="unix://" + socket_path)
     image = build_workspace_image(TOPOLOGIES["podman-rootful"])
     name = prefix_rootful + "svc"
-    proc = start_podman_service()
+    proc = start_podman_service(socket_path)
     try:
         assert not run_module(MODULE, {"name": name, "image": image}, topo).get("failed")
     finally:
@@ -66,7 +67,7 @@ def test_engine_service_restarted_mid_run_converges(prefix_rootful):
         proc.wait(timeout=10)
     down = run_module(MODULE, {"name": name, "image": image, "engine_timeout": 10}, topo)
     assert down.get("failed") and down["msg"]
-    proc = start_podman_service()
+    proc = start_podman_service(socket_path)
     try:
         back = run_module(MODULE, {"name": name, "image": image}, topo)
         assert not back.get("failed") and not back["changed"], back.get("msg")

@@ -198,19 +198,22 @@ def run_module_direct(module: str, args: dict, timeout: float = 120, check: bool
     return result, elapsed
 
 
-def start_podman_service(timeout: float = 30) -> subprocess.Popen:
-    """`podman system service` on PODMAN_SOCKET, answering the docker CLI, or RuntimeError."""
+def start_podman_service(socket_path: str = PODMAN_SOCKET, timeout: float = 30) -> subprocess.Popen:
+    """`podman system service` on socket_path, answering the docker CLI, or RuntimeError.
+
+    Tests that stop the service must use their own socket_path: the shared one serves the
+    docker-cli-podman topology for the whole session."""
     import time
-    os.makedirs(os.path.dirname(PODMAN_SOCKET), exist_ok=True)
-    if os.path.exists(PODMAN_SOCKET):
-        os.unlink(PODMAN_SOCKET)
-    proc = subprocess.Popen(["podman", "system", "service", "--time=0", "unix://" + PODMAN_SOCKET],
+    os.makedirs(os.path.dirname(socket_path), exist_ok=True)
+    if os.path.exists(socket_path):
+        os.unlink(socket_path)
+    proc = subprocess.Popen(["podman", "system", "service", "--time=0", "unix://" + socket_path],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if os.path.exists(PODMAN_SOCKET):
+        if os.path.exists(socket_path):
             probe = subprocess.run(["/usr/bin/docker", "version", "--format", "{{.Server.Version}}"], check=False,
-                                   env=dict(os.environ, DOCKER_HOST="unix://" + PODMAN_SOCKET),
+                                   env=dict(os.environ, DOCKER_HOST="unix://" + socket_path),
                                    capture_output=True, text=True, timeout=10)
             if probe.returncode == 0:
                 return proc
@@ -218,4 +221,4 @@ def start_podman_service(timeout: float = 30) -> subprocess.Popen:
             raise RuntimeError("podman system service exited: %s" % proc.stderr.read().decode()[-2000:])
         time.sleep(0.2)
     proc.kill()
-    raise RuntimeError("podman system service did not answer on %s within %.0f s" % (PODMAN_SOCKET, timeout))
+    raise RuntimeError("podman system service did not answer on %s within %.0f s" % (socket_path, timeout))
