@@ -234,62 +234,56 @@ class WorkspaceManager:
         self._sync_files(plans)
         return [self._result(p) for p in plans]
 
-    def _running_targets(self, plans: list) -> list:
-        return [p for p in plans if p.item["state"] in ("started", "restarted")
-                and (_running(p.existing) or self.settings.check_mode)]
-
     def _sync_files(self, plans: list) -> None:
-        """Credentials and config files in each running workspace's home, in parallel."""
+        """Credentials and config files in each running workspace's home."""
         syncer = FilesSync(self.engine, self.settings.engine_timeout)
-        targets = [p for p in self._running_targets(plans) if p.item["files"]]
 
         def one(plan):
-            if self.settings.check_mode and ("create" in plan.actions or "recreate" in plan.actions):
-                return plan, {"count": len(plan.item["files"]), "changed": True}, None
-            try:
-                return plan, syncer.sync(plan.container, plan.item["files"], check_mode=self.settings.check_mode), None
-            except FilesError as exc:
-                return plan, None, "%s: %s" % (plan.name, exc)
+            if _would_be_new(plan, self.settings.check_mode):
+                return {"count": len(plan.item["files"]), "changed": True}
+            return syncer.sync(plan.container, plan.item["files"], check_mode=self.settings.check_mode)
 
-        errors = []
-        with ThreadPoolExecutor(max_workers=max(1, min(self.settings.parallel, len(targets) or 1))) as pool:
-            for plan, result, error in pool.map(one, targets):
-                if error:
-                    errors.append(error)
-                    continue
-                plan.files = result
-                if result["changed"]:
-                    plan.actions.append("place %d file(s)" % result["count"])
-                    self.changed = True
-        if errors:
-            raise WorkspaceError("placing files failed for %d workspace(s): %s" % (len(errors), "; ".join(errors)))
+        for plan, result in self._each_running(plans, one, "placing files", lambda p: bool(p.item["files"])):
+            plan.files = result
+            if result["changed"]:
+                plan.actions.append("place %d file(s)" % result["count"])
 
     def _sync_workers(self, plans: list) -> None:
-        """Worker sync for every running workspace, in parallel (each costs one exec when unchanged)."""
+        """The worker in each running workspace (one exec each when unchanged)."""
         syncer = WorkerSync(self.engine, self.settings.worker, self.settings.engine_timeout)
-        targets = self._running_targets(plans)
 
         def one(plan):
-            if self.settings.check_mode and ("create" in plan.actions or "recreate" in plan.actions):
-                # A container that would be (re)created has no worker yet.
-                return plan, {"kind": syncer.artifact.kind, "digest": syncer.artifact.digest, "changed": True, "action": "install"}, None
+            if _would_be_new(plan, self.settings.check_mode):  # a (re)created container has no worker yet
+                return {"kind": syncer.artifact.kind, "digest": syncer.artifact.digest, "changed": True, "action": "install"}
+            return syncer.sync(plan.container, check_mode=self.settings.check_mode)
+
+        for plan, result in self._each_running(plans, one, "worker sync"):
+            plan.worker = result
+            if result["changed"]:
+                plan.actions.append("worker %s" % result["action"])
+
+    def _each_running(self, plans: list, step, what: str, wanted=lambda plan: True) -> list:
+        """Run step(plan) for every running workspace in parallel; [(plan, result)], or one error naming all failures."""
+        targets = [p for p in plans if p.item["state"] in ("started", "restarted")
+                   and (_running(p.existing) or self.settings.check_mode) and wanted(p)]
+
+        def guarded(plan):
             try:
-                return plan, syncer.sync(plan.container, check_mode=self.settings.check_mode), None
-            except (WorkerSyncError, EngineError) as exc:
+                return plan, step(plan), None
+            except (WorkerSyncError, FilesError, EngineError) as exc:
                 return plan, None, "%s: %s" % (plan.name, exc)
 
-        errors = []
+        done, errors = [], []
         with ThreadPoolExecutor(max_workers=max(1, min(self.settings.parallel, len(targets) or 1))) as pool:
-            for plan, result, error in pool.map(one, targets):
+            for plan, result, error in pool.map(guarded, targets):
                 if error:
                     errors.append(error)
-                    continue
-                plan.worker = result
-                if result["changed"]:
-                    plan.actions.append("worker %s" % result["action"])
-                    self.changed = True
+                else:
+                    done.append((plan, result))
+                    self.changed = self.changed or result["changed"]
         if errors:
-            raise WorkspaceError("worker sync failed for %d workspace(s): %s" % (len(errors), "; ".join(errors)))
+            raise WorkspaceError("%s failed for %d workspace(s): %s" % (what, len(errors), "; ".join(errors)))
+        return done
 
     def _needs_create(self, plan: Plan) -> bool:
         if plan.existing is None:
@@ -441,6 +435,11 @@ class WorkspaceManager:
         else:
             out["diff"] = {"before": {"exists": plan.before is not None}, "after": {"exists": False}} if plan.actions else {"before": {}, "after": {}}
         return out
+
+
+def _would_be_new(plan: Plan, check_mode: bool) -> bool:
+    """In check mode a container that would be (re)created has nothing inside yet."""
+    return check_mode and ("create" in plan.actions or "recreate" in plan.actions)
 
 
 def _labels(container: dict | None) -> dict:
