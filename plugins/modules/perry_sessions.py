@@ -30,6 +30,7 @@ author:
   - perry.fleet contributors (@perry-fleet)
 extends_documentation_fragment:
   - perry.fleet.engine
+  - perry.fleet.worker_target
 attributes:
   check_mode:
     support: full
@@ -41,13 +42,6 @@ attributes:
     support: full
     description: Deleting a session that no workspace has any more reports C(changed=false).
 options:
-  name:
-    description: Workspace name (the container is C(workspace-<name>)). Mutually exclusive with O(names).
-    type: str
-  names:
-    description: Several workspaces of this host, queried in parallel. Mutually exclusive with O(name).
-    type: list
-    elements: str
   state:
     description:
       - V(present) reads (list, get, messages) and changes nothing.
@@ -88,14 +82,6 @@ options:
         as RV(query_result), for example C([?messageCount > `10`].{id: id, workspace: workspace})."
       - Needs the C(jmespath) Python library on the managed host.
     type: str
-  transport:
-    description:
-      - How the host reaches the worker, as in M(perry.fleet.perry_worker_health). V(auto) follows the runtime
-        profile (V(http) for docker, V(exec) for podman); V(http) and V(published) fall back to V(exec) when they
-        cannot be used safely.
-    type: str
-    choices: [auto, exec, http, published]
-    default: auto
   request_timeout:
     description: Seconds one worker request may take (the worker rescans before listing).
     type: float
@@ -224,8 +210,9 @@ import time
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.perry.fleet.plugins.module_utils.engine import EngineError
-from ansible_collections.perry.fleet.plugins.module_utils.module_args import engine_argument_spec, make_engine
-from ansible_collections.perry.fleet.plugins.module_utils.transport import TRANSPORTS, Transport, TransportError
+from ansible_collections.perry.fleet.plugins.module_utils.module_args import (
+    WORKER_TARGET_RULES, engine_argument_spec, make_engine, worker_target_argument_spec)
+from ansible_collections.perry.fleet.plugins.module_utils.transport import Transport, TransportError
 from ansible_collections.perry.fleet.plugins.module_utils.worker_client import (
     AGENT_TYPES, HAS_JMESPATH, JMESPATH_IMPORT_ERROR, SessionClient, WorkerError, apply_query, compile_query,
     filter_sessions, parse_since, resolve_targets, run_parallel, sort_sessions, workspace_names)
@@ -235,9 +222,8 @@ from ansible_collections.perry.fleet.plugins.module_utils.workspace_spec import 
 def main():
     start = time.monotonic()
     argument_spec = engine_argument_spec()
+    argument_spec.update(worker_target_argument_spec())
     argument_spec.update(
-        name=dict(type="str"),
-        names=dict(type="list", elements="str"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         session_id=dict(type="str"),
         messages=dict(type="bool", default=False),
@@ -246,16 +232,14 @@ def main():
         agent_type=dict(type="list", elements="str", choices=list(AGENT_TYPES)),
         since=dict(type="raw"),
         query=dict(type="str"),
-        transport=dict(type="str", default="auto", choices=list(TRANSPORTS)),
         request_timeout=dict(type="float", default=30),
         fail_on_error=dict(type="bool", default=False),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=[("name", "names")],
-        required_one_of=[("name", "names")],
         required_if=[("state", "absent", ("session_id",)), ("messages", True, ("session_id",))],
         supports_check_mode=True,
+        **WORKER_TARGET_RULES
     )
     p = module.params
     if p["query"] and not HAS_JMESPATH:

@@ -17,18 +17,14 @@ description:
     and C(--max-time) inside the container and the host also kills the C(exec) shortly after, so a frozen worker
     (port open, never answering) or a stalled engine CLI makes the task fail within about O(timeout) + 1 second
     instead of hanging (the bug of Perry's seed).
-  - "Transports: V(exec) runs C(curl http://localhost:7392/health) as user C(workspace) inside the container;
-    V(http) sends the request straight to the container IP, but only when that IP is on a bridge this host is
-    directly attached to and the engine is a rootful one on this host (otherwise it falls back to V(exec) and says
-    why in RV(workspaces[].fallback)); V(published) uses C(127.0.0.1:<host port>) where the workspace publishes
-    7392 (the podman profile does). V(auto) follows the runtime profile: V(http) for docker, V(exec) for podman."
-  - One batched C(inspect) of all named containers decides the transports.
+  - One batched C(inspect) of all named containers decides the transports (see O(transport)).
   - On failure the message says what was tried, the last error, and the last lines of C(/tmp/perry-worker.log)
     from inside the container.
 author:
   - perry.fleet contributors (@perry-fleet)
 extends_documentation_fragment:
   - perry.fleet.engine
+  - perry.fleet.worker_target
 attributes:
   check_mode:
     support: full
@@ -42,23 +38,6 @@ attributes:
     support: full
     description: Changes something only when O(restart_on_mismatch=true) restarts a worker of the wrong version.
 options:
-  name:
-    description:
-      - Workspace name (the container is C(workspace-<name>)). Mutually exclusive with O(names).
-    type: str
-  names:
-    description:
-      - Several workspaces, checked in parallel in one task. Mutually exclusive with O(name).
-    type: list
-    elements: str
-  transport:
-    description:
-      - How the host reaches the worker; see the description. V(auto) follows the runtime profile.
-      - V(http) and V(published) fall back to V(exec) when they cannot be used safely; the fallback and its reason
-        are returned.
-    type: str
-    choices: [auto, exec, http, published]
-    default: auto
   timeout:
     description:
       - Seconds from the start of the task until a workspace whose worker is not healthy counts as failed.
@@ -193,8 +172,9 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.perry.fleet.plugins.module_utils.engine import EngineError
-from ansible_collections.perry.fleet.plugins.module_utils.module_args import engine_argument_spec, make_engine
-from ansible_collections.perry.fleet.plugins.module_utils.transport import TRANSPORTS, TransportError
+from ansible_collections.perry.fleet.plugins.module_utils.module_args import (
+    WORKER_TARGET_RULES, engine_argument_spec, make_engine, worker_target_argument_spec)
+from ansible_collections.perry.fleet.plugins.module_utils.transport import TransportError
 from ansible_collections.perry.fleet.plugins.module_utils.worker_client import (
     HealthOptions, WorkerError, check_many, failure_message, process_start, resolve_targets, workspace_names)
 from ansible_collections.perry.fleet.plugins.module_utils.workspace_spec import SpecError
@@ -203,10 +183,8 @@ from ansible_collections.perry.fleet.plugins.module_utils.workspace_spec import 
 def main():
     start = process_start()  # the deadline counts from the module's process start, imports included
     argument_spec = engine_argument_spec()
+    argument_spec.update(worker_target_argument_spec())
     argument_spec.update(
-        name=dict(type="str"),
-        names=dict(type="list", elements="str"),
-        transport=dict(type="str", default="auto", choices=list(TRANSPORTS)),
         timeout=dict(type="float", default=15),
         interval=dict(type="float", default=0.2),
         request_timeout=dict(type="float", default=2),
@@ -216,9 +194,8 @@ def main():
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
-        mutually_exclusive=[("name", "names")],
-        required_one_of=[("name", "names")],
         supports_check_mode=True,
+        **WORKER_TARGET_RULES
     )
     p = module.params
     for key in ("timeout", "interval", "request_timeout"):

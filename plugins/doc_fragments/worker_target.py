@@ -1,0 +1,33 @@
+# -*- coding: utf-8 -*-
+# Copyright: perry.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # Which workspaces a worker-facing module talks to, and how it reaches their workers.
+    DOCUMENTATION = r'''
+options:
+  name:
+    description:
+      - Workspace name (the container is C(workspace-<name>)). Mutually exclusive with O(names).
+    type: str
+  names:
+    description:
+      - Several workspaces of this host, handled in parallel in one task. Mutually exclusive with O(name).
+    type: list
+    elements: str
+  transport:
+    description:
+      - How the host reaches the worker (port 7392). V(exec) runs C(curl) as user C(workspace) inside the
+        container, bounded by C(--max-time) and a host-side kill. V(http) sends the request straight to the
+        container IP, only when that IP is on a bridge this host is directly attached to and the engine is a rootful
+        one on this host. V(published) uses C(127.0.0.1:<host port>) where the workspace publishes 7392 (the podman
+        profile does). V(auto) follows the runtime profile, V(http) for docker and V(exec) for podman.
+      - V(http) and V(published) fall back to V(exec) when they cannot be used safely; the fallback and its reason
+        are returned in RV(workspaces[].fallback).
+    type: str
+    choices: [auto, exec, http, published]
+    default: auto
+'''
