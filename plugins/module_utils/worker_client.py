@@ -411,6 +411,17 @@ def parse_since(value) -> int | None:
     return int(dt.timestamp() * 1000)
 
 
+def validate_session_id(value):
+    """One id as the worker lists it (ses_..., a UUID, a file stem); '..' would climb the worker's URL path."""
+    if value is None:
+        return None
+    text = str(value)
+    if not text.strip() or text.strip(".") == "" or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise WorkerError("session_id %r is not a session id: give one id as perry_sessions lists it (not empty, "
+                          "not '.' or '..', no control characters)" % value)
+    return text
+
+
 def filter_sessions(sessions: list, agent_types=None, since_ms: int | None = None) -> list:
     wanted = {normalize_agent_type(a) for a in agent_types or []}
     out = []

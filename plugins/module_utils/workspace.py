@@ -97,6 +97,10 @@ def validate_items(items: list, settings: Settings) -> list:
     profile = get_profile(settings.runtime)
     ws.validate_range(settings.ssh_port_range, "ssh_port_range")
     ws.validate_range(settings.worker_port_range, "worker_port_range")
+    if settings.start_timeout <= 0:
+        raise ws.SpecError("start_timeout must be greater than 0 seconds")
+    if settings.stop_timeout < 0:
+        raise ws.SpecError("stop_timeout must be 0 or more seconds")
     seen = set()
     out = []
     for item in items:
@@ -139,7 +143,7 @@ def validate_items(items: list, settings: Settings) -> list:
             raise ws.SpecError("worker_port is published only with runtime=podman; runtime=%s reaches the worker "
                                "without a published port. Unset worker_port." % profile.name)
         ws.validate_port(item.get("worker_port"), settings.worker_port_range, "worker_port")
-        item["bind_address"] = item.get("bind_address") or "127.0.0.1"
+        item["bind_address"] = ws.validate_address(item.get("bind_address") or "127.0.0.1", "bind_address")
         item["files"] = build_files(item.get("files"))
         if item["state"] != "absent" and not item.get("image"):
             raise ws.SpecError("image is required for state=%s (build one with the perry.fleet.image role)" % item["state"])

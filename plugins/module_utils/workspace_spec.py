@@ -11,6 +11,7 @@ No I/O here. Names, labels, mounts and ports follow Perry (reference §1): conta
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
@@ -90,6 +91,15 @@ def validate_range(port_range, what: str):
     if not (1 <= lo <= hi <= 65535):
         raise SpecError("%s %d-%d is not a valid port range: need 1 <= start <= end <= 65535" % (what, lo, hi))
     return (lo, hi)
+
+
+def validate_address(address, what: str) -> str:
+    """An IPv4 address of this host to publish on (the engine's -p HOST:PORT:PORT form has no room for more)."""
+    try:
+        return str(ipaddress.IPv4Address(str(address).strip()))
+    except ValueError:
+        raise SpecError("%s %r is not an IPv4 address: use 127.0.0.1 (the default), 0.0.0.0 or another address of "
+                        "this host" % (what, address)) from None
 
 
 def container_name(name: str) -> str:

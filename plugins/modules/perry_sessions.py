@@ -215,7 +215,7 @@ from ansible_collections.perry.fleet.plugins.module_utils.module_args import (
 from ansible_collections.perry.fleet.plugins.module_utils.transport import Transport, TransportError
 from ansible_collections.perry.fleet.plugins.module_utils.worker_client import (
     AGENT_TYPES, HAS_JMESPATH, JMESPATH_IMPORT_ERROR, SessionClient, WorkerError, apply_query, compile_query,
-    filter_sessions, parse_since, resolve_targets, run_parallel, sort_sessions, workspace_names)
+    filter_sessions, parse_since, resolve_targets, run_parallel, sort_sessions, validate_session_id, workspace_names)
 from ansible_collections.perry.fleet.plugins.module_utils.workspace_spec import SpecError
 
 
@@ -251,6 +251,7 @@ def main():
     try:
         names = workspace_names(p["name"], p["names"])
         since_ms = parse_since(p["since"])
+        validate_session_id(p["session_id"])
         query = compile_query(p["query"]) if p["query"] else None
         engine = make_engine(p)
     except (SpecError, WorkerError, ValueError) as exc:

@@ -201,6 +201,9 @@ def main():
     for key in ("timeout", "interval", "request_timeout"):
         if p[key] <= 0:
             module.fail_json(msg="%s must be greater than 0 seconds" % key)
+    if p["expected_version"] is not None and not p["expected_version"].strip():
+        module.fail_json(msg="expected_version is empty: give the version the worker must report (perry --version) "
+                             "or leave it unset")
     opts = HealthOptions(timeout=p["timeout"], interval=p["interval"], request_timeout=p["request_timeout"],
                          expected_version=p["expected_version"], restart_on_mismatch=p["restart_on_mismatch"],
                          check_mode=module.check_mode)
