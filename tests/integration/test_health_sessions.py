@@ -327,6 +327,85 @@ def test_frozen_worker_fails_within_timeout_plus_one(fleet, topo_name, requested
     assert took <= 4.0, "task took %.2f s" % took
 
 
+def _sessions_bounded(topo: Topology, ws: dict, requested: str, what: str) -> str:
+    """perry_sessions against a broken worker: the workspace's entry carries the error, within request_timeout + 1 s."""
+    res = run_task("perry.fleet.perry_sessions", {"name": ws["name"], "transport": requested, "request_timeout": 3,
+                                                  "fail_on_error": True}, topo)
+    took = task_seconds(res)
+    print("%s sessions %s/%s: module elapsed %.3f s, task %.3f s" % (what, topo.name, requested, res.get("elapsed", -1), took))
+    assert res.get("failed") and ws["name"] in res["msg"], res.get("msg")
+    entry = res["workspaces"][0]
+    assert not entry["ok"] and entry["error"] and entry["sessions"] == [], entry
+    assert res["elapsed"] <= 4.0 and took <= 4.0, "sessions took %.2f s (task %.2f s)" % (res["elapsed"], took)
+    return entry["error"]
+
+
+# test_sessions_of_a_stopped_worker_are_an_error_per_workspace covers podman-rootless exec
+FROZEN_SESSION_CASES = [c for c in FROZEN_CASES if c != ("podman-rootless", "exec")]
+
+
+@pytest.mark.parametrize("topo_name,requested", FROZEN_SESSION_CASES, ids=["%s-%s" % c for c in FROZEN_SESSION_CASES])
+def test_frozen_worker_sessions_fail_within_request_timeout_plus_one(fleet, topo_name, requested):
+    ws = fleet.workspace(topo_name, "frozen")
+    topo = fleet.topo(topo_name)
+    _frozen(topo, ws["container"], "STOP")
+    try:
+        error = _sessions_bounded(topo, ws, requested, "frozen")
+    finally:
+        _frozen(topo, ws["container"], "CONT")
+    assert "timed out" in error or "did not finish the exec" in error, error
+
+
+def _worker_pids(topo: Topology, container: str) -> list:
+    res = topo.cli("exec", container, "pgrep", "-f", WORKER_RE, check=False, timeout=20)
+    return res.stdout.split()
+
+
+KILLED_CASES = [("docker", "auto"), ("podman-rootless", "exec"), ("docker-cli-podman", "published")]
+
+
+@pytest.mark.parametrize("topo_name,requested", KILLED_CASES, ids=["%s-%s" % c for c in KILLED_CASES])
+def test_killed_worker_fails_within_timeout_plus_one(fleet, topo_name, requested):
+    """SIGKILL of the worker in a workspace without a supervisor: it stays dead, and health and sessions say
+    so (connection refused, not a hang) within their timeouts + 1 s."""
+    ws = fleet.workspace(topo_name, "killed")
+    topo = fleet.topo(topo_name)
+    assert _worker_pids(topo, ws["container"])
+    _frozen(topo, ws["container"], "KILL")
+    deadline = time.monotonic() + 10
+    while _worker_pids(topo, ws["container"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _worker_pids(topo, ws["container"]), "the worker survived SIGKILL"
+    res = run_task("perry.fleet.perry_worker_health", {"name": ws["name"], "transport": requested, "timeout": 3}, topo)
+    took = task_seconds(res)
+    print("killed %s/%s: module elapsed %.3f s, task %.3f s" % (topo_name, requested, res.get("elapsed", -1), took))
+    assert res.get("failed") and "worker not healthy in 1 of 1" in res["msg"] and ws["container"] in res["msg"], res["msg"]
+    w = res["workspaces"][0]
+    assert not w["healthy"] and w["attempts"] >= 2, w  # refused fast, so it kept trying until the deadline
+    assert res["elapsed"] <= 4.0 and took <= 4.0, "health took %.2f s (task %.2f s)" % (res["elapsed"], took)
+    error = _sessions_bounded(topo, ws, requested, "killed")
+    assert "unreachable" in error or "refused" in error.lower() or "connect" in error.lower(), error
+    assert not _worker_pids(topo, ws["container"]), "something restarted the worker in an unsupervised workspace"
+
+
+def test_killed_worker_is_restarted_by_a_supervisor_and_health_turns_healthy(fleet):
+    """With the supervisor (as the image's entrypoint has) a SIGKILLed worker comes back: health waits for it."""
+    ws = fleet.workspace("docker", "killsup", publish=False, supervise=True)
+    topo = fleet.topo("docker")
+    before = _worker_pids(topo, ws["container"])
+    assert before
+    _frozen(topo, ws["container"], "KILL")
+    res = run_task("perry.fleet.perry_worker_health", {"name": ws["name"], "timeout": 10}, topo)
+    assert not res.get("failed"), res.get("msg")
+    w = res["workspaces"][0]
+    assert w["healthy"] and w["status"] == 200, w
+    after = _worker_pids(topo, ws["container"])
+    assert after and not set(after) & set(before), "not a new worker process: %s -> %s" % (before, after)
+    assert res["elapsed"] <= 10 + 1
+    sessions = run_module("perry.fleet.perry_sessions", {"name": ws["name"], "fail_on_error": True}, topo)
+    assert not sessions.get("failed") and sessions["workspaces"][0]["ok"], sessions.get("msg")
+
+
 def test_stalled_engine_cli_fails_within_timeout_plus_one(tmp_path):
     cli = tmp_path / "docker"
     cli.write_text("#!/bin/sh\nexec sleep 3600\n")
