@@ -11,10 +11,12 @@ import time
 
 import pytest
 
-from topology import (COLLECTIONS, TOPOLOGIES, Topology, build_workspace_image, random_prefix, run_module, run_module_direct, run_playbook,
-                      start_podman_service, venv_bin)
+from topology import (COLLECTIONS, REPO, TOPOLOGIES, Topology, build_workspace_image, random_prefix, run_module, run_module_direct,
+                      run_playbook, start_podman_service, venv_bin)
 
 MODULE = "perry.fleet.perry_workspace"
+START_DOCKERD = os.path.join(REPO, "scripts", "testbed", "start-dockerd")  # what scripts/setup-testbed runs
+DOCKERD_PIDFILE = "/var/run/docker.pid"
 
 
 @pytest.fixture
@@ -184,3 +186,109 @@ def test_podman_workspaces_are_unprivileged_and_bind_loopback(rootful, prefix_ro
     assert c["HostConfig"]["Privileged"] is False
     for bindings in c["HostConfig"]["PortBindings"].values():
         assert all(b["HostIp"] == "127.0.0.1" for b in bindings)
+
+
+def test_home_volume_removed_out_of_band_is_recreated_and_reported(rootful, prefix_rootful):
+    """(a) absent workspace, kept volume removed by someone: the next `started` run makes a fresh volume and
+    container and says so; (b) a running workspace's volume force-removed (podman removes the container
+    with it): the next run converges the same way."""
+    image = build_workspace_image(rootful)
+    name = prefix_rootful + "vol"
+    cname = "workspace-" + name
+    args = {"name": name, "image": image, "runtime": "podman"}
+    assert not run_module(MODULE, args, rootful).get("failed")
+    rootful.cli("exec", cname, "sh", "-c", "echo old > /home/workspace/data")
+    gone = run_module(MODULE, dict(args, state="absent"), rootful)
+    assert not gone.get("failed") and cname in rootful.cli("volume", "ls", "-q").stdout.split(), gone.get("msg")
+    rootful.cli("volume", "rm", cname)
+    again = run_module(MODULE, args, rootful)
+    assert not again.get("failed"), again.get("msg")
+    w = again["workspaces"][0]
+    assert again["changed"] and w["actions"] == ["create volume %s" % cname, "create", "start"] and w["running"], w
+    assert cname in rootful.cli("volume", "ls", "-q").stdout.split()
+    assert rootful.cli("exec", cname, "ls", "/home/workspace/data", check=False).returncode != 0  # a fresh volume
+
+    rootful.cli("volume", "rm", "-f", cname, timeout=120)  # podman: removes the running container with it
+    assert rootful.inspect(cname) is None
+    back = run_module(MODULE, args, rootful)
+    assert not back.get("failed"), back.get("msg")
+    w = back["workspaces"][0]
+    assert w["actions"] == ["create volume %s" % cname, "create", "start"] and w["running"], w
+    assert rootful.inspect(cname)["State"]["Running"]
+    assert not run_module(MODULE, args, rootful)["changed"]
+
+
+def _dockerd_pid():
+    try:
+        with open(DOCKERD_PIDFILE) as fh:
+            pid = int(fh.read().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def _stop_dockerd(timeout=90.0) -> None:
+    """SIGTERM to the host's dockerd (by its pid file, not by name: DinD workspaces run dockerds of their own)."""
+    pid = _dockerd_pid()
+    assert pid, "dockerd is not running (no live pid in %s)" % DOCKERD_PIDFILE
+    os.kill(pid, 15)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    raise AssertionError("dockerd (pid %d) did not exit within %.0f s of SIGTERM" % (pid, timeout))
+
+
+@pytest.fixture
+def prefix_docker():
+    value = random_prefix()
+    yield value
+    TOPOLOGIES["docker"].cleanup(value)
+
+
+def test_dockerd_restarted_mid_run_converges(prefix_docker, worker_artifacts):
+    """The real dockerd stops under a docker workspace: perry_workspace and perry_worker_health fail within
+    their timeouts + 1 s with the engine's words and delete nothing; once dockerd is back (started as the
+    test bed starts it) the next run converges, home data intact, and health turns healthy."""
+    docker = TOPOLOGIES["docker"]
+    image = build_workspace_image(docker)
+    name = prefix_docker + "dkd"
+    cname = "workspace-" + name
+    args = {"name": name, "image": image, "runtime": "docker", "engine_cli": "/usr/bin/docker",
+            "worker_source": worker_artifacts["binary"]}
+    first = run_module(MODULE, args, docker)
+    assert not first.get("failed"), first.get("msg")
+    docker.cli("exec", cname, "sh", "-c", "echo precious > /home/workspace/data")
+    container_id = docker.inspect(cname)["Id"]
+    try:
+        _stop_dockerd()
+        down, took = run_module_direct(MODULE, dict(args, engine_timeout=5), timeout=30)
+        print("dockerd down: perry_workspace %.2f s: %s" % (took, down.get("msg")))
+        assert down.get("failed") and "Cannot connect to the Docker daemon" in down["msg"], down
+        assert took < 5 + 1, "perry_workspace took %.2f s" % took
+        assert [c for c in down["commands"] if " inspect " in c["cmd"]] and not [
+            c for c in down["commands"] if any(v in c["cmd"].split() for v in ("rm", "create", "stop"))], down["commands"]
+        health, took = run_module_direct("perry.fleet.perry_worker_health",
+                                         {"name": name, "runtime": "docker", "engine_cli": "/usr/bin/docker", "timeout": 3},
+                                         timeout=30)
+        print("dockerd down: perry_worker_health %.2f s: %s" % (took, health.get("msg")))
+        assert health.get("failed") and "Cannot connect to the Docker daemon" in health["msg"], health
+        assert took < 3 + 1, "perry_worker_health took %.2f s" % took
+    finally:
+        started = subprocess.run([START_DOCKERD], capture_output=True, text=True, timeout=120, check=False)
+    assert started.returncode == 0, "start-dockerd failed: %s" % started.stderr[-3000:]
+    # Nothing was deleted while dockerd was down: the same container and its volumes are there.
+    assert docker.inspect(cname)["Id"] == container_id
+    assert {cname, cname + "-docker"} <= set(docker.cli("volume", "ls", "-q").stdout.split())
+    back = run_module(MODULE, args, docker)
+    assert not back.get("failed"), back.get("msg")
+    w = back["workspaces"][0]
+    assert w["running"] and "create" not in w["actions"] and "recreate" not in w["actions"], w
+    assert docker.inspect(cname)["State"]["Running"]
+    assert docker.cli("exec", cname, "cat", "/home/workspace/data").stdout.strip() == "precious"
+    healthy = run_module("perry.fleet.perry_worker_health", {"name": name, "timeout": 60}, docker)
+    assert not healthy.get("failed") and healthy["workspaces"][0]["healthy"], healthy.get("msg")
