@@ -219,8 +219,20 @@ def test_docker_variant_unprivileged_stays_up(engine_for):
 
 def test_sshd_is_key_only(engine_for):
     e = engine_for("docker")
-    name = e.start("--env", "DOCKER_HOST=unix:///nonexistent.sock")
+    name = e.start("--env", "DOCKER_HOST=unix:///nonexistent.sock", "-p", "127.0.0.1::22")
     e.wait_ready(name)
+    # A real login attempt on the published loopback port: the server offers publickey and nothing else.
+    port = int(e("port", name, "22/tcp").stdout.strip().splitlines()[0].rsplit(":", 1)[1])
+    deadline = time.monotonic() + 30
+    while True:
+        p = run(["ssh", "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "BatchMode=yes",
+                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5",
+                 "-o", "IdentitiesOnly=yes", "-o", "IdentityFile=/dev/null", "-p", str(port), "workspace@127.0.0.1", "true"],
+                timeout=30, check=False)
+        if "Permission denied" in p.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert p.returncode == 255 and "Permission denied (publickey)." in p.stderr, p.stderr
     conf = e("exec", name, "/usr/sbin/sshd", "-T").stdout.lower()
     for line in ("passwordauthentication no", "kbdinteractiveauthentication no", "permitrootlogin no",
                  "pubkeyauthentication yes", "permitemptypasswords no"):
