@@ -25,7 +25,7 @@ import socket
 
 import common
 import stats
-from topology import TOPOLOGIES, build_workspace_image, random_prefix  # pylint: disable=wrong-import-order
+from topology import TOPOLOGIES, build_workspace_image  # pylint: disable=wrong-import-order
 
 HEALTH = ["curl", "-s", "--connect-timeout", "1", "--max-time", "2", "http://localhost:7392/health"]
 
@@ -94,7 +94,7 @@ def any_changed(out) -> bool:
 def measure(topo, sizes, reps, worker, image, on_ready=None) -> dict:
     """Interleaved timings for each N in sizes; on_ready(perry_names) runs once while the workspaces exist."""
     nmax = max(sizes)
-    pp, ap = random_prefix(), random_prefix()
+    pp, ap = common.new_prefix(topo), common.new_prefix(topo)
     perry_names = common.names_for(pp, "p", nmax)
     anchor_names = common.names_for(ap, "a", nmax)
     pylib = common.requests_pylib() if topo.runtime == "docker" else None
@@ -163,6 +163,7 @@ def main() -> None:
         worker = args.worker or common.worker_for(topo, common.worker_artifacts())
         result = measure(topo, args.n, args.reps, worker, image)
     finally:
+        common.cleanup_all()
         common.drop_snapshot()
     print("\nidempotent converge + health, %s, median of %d interleaved runs" % (args.topology, args.reps))
     print(stats.text_table(HEADER, table_rows(result)))

@@ -119,7 +119,7 @@ def plots(results: dict, outdir: str) -> list:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
     files = []
-    conv = results.get("converge") or {}
+    conv = {k: v for k, v in (results.get("converge") or {}).items() if "error" not in v}
     if conv:
         fig, axes = plt.subplots(1, len(conv), figsize=(6 * len(conv), 4.2), squeeze=False)
         for ax, (name, res) in zip(axes[0], conv.items()):
@@ -141,7 +141,7 @@ def plots(results: dict, outdir: str) -> list:
         files.append(_save(fig, outdir, "converge_vs_n.png"))
         plt.close(fig)
     cc = results.get("create")
-    if cc and cc.get("fit_create_s"):
+    if cc and "error" not in cc and cc.get("fit_create_s"):
         ns = cc["sizes"]
         fig, ax = plt.subplots(figsize=(6, 4.2))
         ys = [cc["by_n"][n]["create_s"] for n in ns]
@@ -214,11 +214,13 @@ def render(results: dict, pngs: list) -> tuple:
         ["cores", m["cores"]], ["memory (MemTotal)", "%.1f GiB" % m["memory_gib"]], ["kernel", m["kernel"]],
         ["podman", m["podman"]], ["docker", m["docker"]], ["python", m["python"]],
         ["load average at start (1/5/15 min)", " / ".join("%.2f" % x for x in m["loadavg_at_start"])],
-        ["collection measured", "`%s` (%s), a `git archive` snapshot of HEAD" % (results["git"]["commit"][:12],
-                                                                                  results["git"]["subject"])],
+        ["collection measured", "`%s` (%s), a `git archive` snapshot of HEAD"
+         % (results["git"]["commit"][:12], results["git"]["subject"])],
     ]))
     md.append("")
-    conv = results.get("converge") or {}
+    for fail in results.get("failures", []):
+        md.append("**Phase `%s` failed (attempt %d)**: `%s`\n" % (fail["phase"], fail["attempt"], fail["error"][:600].replace("`", "'")))
+    conv = {k: v for k, v in (results.get("converge") or {}).items() if "error" not in v}
     if conv:
         reps = next(iter(conv.values()))["reps"]
         md.append("## 1. Idempotent converge + health: perry.fleet vs anchor\n")
@@ -259,7 +261,7 @@ def render(results: dict, pngs: list) -> tuple:
         if "health_latency.png" in pngs:
             md.append("![health latency](health_latency.png)\n")
     cc = results.get("create")
-    if cc:
+    if cc and "error" not in cc:
         md.append("## 3. Create cost up to N=%d workspaces (%s)\n" % (max(cc["sizes"]), cc["topology"]))
         md.append("For each N, from scratch: one `perry_workspace` run creates N workspaces with `worker_source` (timed: "
                   "the whole ansible-playbook process), `perry_worker_health` waits for every worker (untimed), then memory "
@@ -275,24 +277,26 @@ def render(results: dict, pngs: list) -> tuple:
         frows = create_cost.fit_rows(cc)
         md.append(stats.markdown_table(create_cost.FIT_HEADER, frows, 3))
         md.append("")
-        txt.append("create cost, %s\n%s\n\n%s\n" % (cc["topology"], stats.text_table(create_cost.HEADER, rows),
-                                                   stats.text_table(create_cost.FIT_HEADER, frows, 3)))
+        txt.append("create cost, %s\n%s\n\n%s\n"
+                   % (cc["topology"], stats.text_table(create_cost.HEADER, rows), stats.text_table(create_cost.FIT_HEADER, frows, 3)))
         for png, alt in (("create_seconds_vs_n.png", "create seconds vs N"), ("memory_vs_n.png", "memory vs N")):
             if png in pngs:
                 md.append("![%s](%s)\n" % (alt, png))
     sb = results.get("sessions")
-    if sb:
+    if sb and "error" not in sb:
         md.append("## 4. Worker session listing (worker/bench/sessions_bench.js)\n")
         md.append("`cd worker && $BUN bench/sessions_bench.js`: %s; %s\n" % (sb.get("seed_line", ""), sb.get("bun_line", "")))
         header = sb["header"]
         md.append(stats.markdown_table(header, [[r.get(h, "") for h in header] for r in sb["rows"]]))
         md.append("\n%s\n" % sb.get("ratio_line", ""))
-        txt.append("worker session listing\n%s\n%s\n" % (stats.text_table(header, [[r.get(h, "") for h in header]
-                                                                                  for r in sb["rows"]]), sb.get("ratio_line", "")))
+        srows = [[r.get(h, "") for h in header] for r in sb["rows"]]
+        txt.append("worker session listing\n%s\n%s\n" % (stats.text_table(header, srows), sb.get("ratio_line", "")))
     bi = results.get("bad_inputs")
     md.append("## 5. Bad-input matrix\n")
     if bi is None:
         md.append("Skipped (--skip-bad-inputs).\n")
+    elif "error" in bi and "present" not in bi:
+        md.append("The count failed: %s\n" % bi["error"])
     elif not bi.get("present"):
         md.append("`tests/integration/bad_inputs.py`: not present.\n")
         txt.append("bad-input matrix: not present\n")
@@ -350,6 +354,7 @@ def main() -> None:
     results = {"machine": common.machine_info(), "git": common.git_head(), "phases": {},
                "settings": {"converge_sizes": sizes, "reps": reps, "create_sizes": create_sizes, "latency_calls": calls}}
     phases = results["phases"]
+    results["failures"] = []
 
     def phase(name, func, *a, **kw):
         start = time.monotonic()
@@ -357,7 +362,22 @@ def main() -> None:
         try:
             return func(*a, **kw)
         finally:
-            phases[name] = time.monotonic() - start
+            phases[name] = phases.get(name, 0.0) + time.monotonic() - start
+
+    def attempt(name, func, *a, retries=1, **kw):
+        """A phase that is run again once if it fails (the engines are shared: someone may restart dockerd);
+        a second failure is recorded in the report instead of ending the run."""
+        for i in range(retries + 1):
+            try:
+                return phase(name, func, *a, **kw)
+            except Exception as exc:  # pylint: disable=broad-except
+                err = "%s: %s" % (type(exc).__name__, str(exc)[:1500])
+                common.log("%s failed (attempt %d): %s" % (name, i + 1, err))
+                results["failures"].append({"phase": name, "attempt": i + 1, "error": err})
+                for topo in TOPOLOGIES.values():
+                    if topo.name in ("podman-rootless", "docker"):
+                        common.wait_for_engine(topo)
+        return {"error": err}
 
     common.use_snapshot()
     try:
@@ -374,16 +394,17 @@ def main() -> None:
                 phases["health latency %s" % topo.name] = time.monotonic() - start
                 results["latency"].update(out)
                 return True
-            results["converge"][topo.name] = phase("converge %s" % topo.name, anchor_converge.measure, topo, sizes, reps,
-                                                   common.worker_for(topo, artifacts), images[topo.name], on_ready=ready)
+            results["converge"][topo.name] = attempt("converge %s" % topo.name, anchor_converge.measure, topo, sizes, reps,
+                                                     common.worker_for(topo, artifacts), images[topo.name], on_ready=ready)
         rl = TOPOLOGIES["podman-rootless"]
-        results["create"] = phase("create cost %s" % rl.name, create_cost.measure, rl, create_sizes,
-                                  common.worker_for(rl, artifacts), images[rl.name])
+        results["create"] = attempt("create cost %s" % rl.name, create_cost.measure, rl, create_sizes,
+                                    common.worker_for(rl, artifacts), images[rl.name])
     finally:
+        common.cleanup_all()
         common.drop_snapshot()
-    results["sessions"] = phase("worker sessions bench", sessions_bench)
+    results["sessions"] = attempt("worker sessions bench", sessions_bench, retries=0)
     if not args.skip_bad_inputs:
-        results["bad_inputs"] = phase("bad-input matrix", bad_inputs, not args.skip_bad_input_tests)
+        results["bad_inputs"] = attempt("bad-input matrix", bad_inputs, not args.skip_bad_input_tests, retries=0)
     else:
         results["bad_inputs"] = None
     start = time.monotonic()

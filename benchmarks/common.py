@@ -27,6 +27,7 @@ CACHE = os.environ.get("PERRY_FLEET_CACHE", "/var/cache/perry-fleet")
 PYLIB = os.path.join(CACHE, "bench-pylib")   # `requests` for community.docker (not in the project's venv)
 COLLECTION_DIRS = ["galaxy.yml", "meta", "plugins", "roles", "playbooks"]
 _snapshot = {}
+_prefixes = []   # (topology, prefix) of every workspace set made in this process, for cleanup_all()
 
 
 def log(msg: str) -> None:
@@ -96,6 +97,7 @@ def machine_info() -> dict:
         for line in fh:
             if line.startswith("MemTotal:"):
                 mem_kib = int(line.split()[1])
+
     def version(argv):
         try:
             return run(argv, 30).stdout.strip()
@@ -120,6 +122,35 @@ def timed_playbook(tasks: list, topo, timeout: float = 900) -> tuple:
     start = time.monotonic()
     out = topology.run_playbook(tasks, topo, raise_on_fail=True, timeout=timeout)
     return time.monotonic() - start, out
+
+
+def new_prefix(topo) -> str:
+    """A random workspace-name prefix, remembered so cleanup_all() can remove what a failed cleanup left."""
+    prefix = topology.random_prefix()
+    _prefixes.append((topo, prefix))
+    return prefix
+
+
+def cleanup_all() -> None:
+    """Remove every workspace set this process made (again): a `finally` cleanup fails silently while an engine
+    is being restarted by someone else, and the containers' restart policy brings them back afterwards."""
+    for topo, prefix in _prefixes:
+        wait_for_engine(topo)
+        topo.cleanup(prefix)
+
+
+def wait_for_engine(topo, timeout: float = 90) -> bool:
+    """Poll the engine until it answers (another engineer may be restarting dockerd); False after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if topo.cli("version", check=False, timeout=20).returncode == 0:
+                return True
+        except subprocess.TimeoutExpired:
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(2)
 
 
 def names_for(prefix: str, tag: str, n: int) -> list:

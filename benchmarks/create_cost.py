@@ -27,7 +27,7 @@ import time
 
 import common
 import stats
-from topology import TOPOLOGIES, build_workspace_image, random_prefix  # pylint: disable=wrong-import-order
+from topology import TOPOLOGIES, build_workspace_image  # pylint: disable=wrong-import-order
 
 MIB = 1024.0
 
@@ -96,8 +96,8 @@ def container_memory(init_pid: int, sandbox_key: str, procs: dict) -> dict:
             helpers.add(p)  # rootlessport-child and friends
             if procs.get(info["ppid"], {}).get("comm", "").startswith("rootlessport"):
                 helpers.add(info["ppid"])
-        elif info["comm"] == "slirp4netns" and ((sandbox_key and sandbox_key in info["cmd"])
-                                                 or (" %d " % init_pid) in " %s " % info["cmd"]):
+        elif info["comm"] == "slirp4netns" and (
+                (sandbox_key and sandbox_key in info["cmd"]) or (" %d " % init_pid) in " %s " % info["cmd"]):
             helpers.add(p)
     return {"worker_rss_kib": sum(rss_kib(p) for p in workers), "workers": len(workers),
             "container_pss_kib": sum(pss_kib(p) for p in inside), "container_rss_kib": sum(rss_kib(p) for p in inside),
@@ -122,7 +122,7 @@ def memory_of(topo, names: list) -> list:
 def measure(topo, sizes, worker, image, settle: float = 2.0) -> dict:
     result = {"topology": topo.name, "sizes": list(sizes), "by_n": {}}
     for n in sizes:
-        prefix = random_prefix()
+        prefix = common.new_prefix(topo)
         names = common.names_for(prefix, "c", n)
         try:
             create = {"perry.fleet.perry_workspace": dict(topo.engine_args(), image=image, worker_source=worker,
@@ -198,6 +198,7 @@ def main() -> None:
         image = build_workspace_image(topo)
         result = measure(topo, args.n, common.worker_for(topo, common.worker_artifacts()), image)
     finally:
+        common.cleanup_all()
         common.drop_snapshot()
     print(stats.text_table(HEADER, table_rows(result)))
     print()

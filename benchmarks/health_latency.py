@@ -25,7 +25,7 @@ import time
 
 import common
 import stats
-from topology import TOPOLOGIES, build_workspace_image, random_prefix  # pylint: disable=wrong-import-order
+from topology import TOPOLOGIES, build_workspace_image  # pylint: disable=wrong-import-order
 
 CALLS = 50
 
@@ -139,7 +139,7 @@ def main() -> None:
         for name, measure in (("podman-rootless", measure_podman), ("docker", measure_docker)):
             topo = TOPOLOGIES[name]
             image = build_workspace_image(topo)
-            prefix = random_prefix()
+            prefix = common.new_prefix(topo)
             ws = prefix + "lat"
             try:
                 from anchor_converge import perry_tasks  # pylint: disable=import-outside-toplevel
@@ -148,6 +148,7 @@ def main() -> None:
             finally:
                 topo.cleanup(prefix)
     finally:
+        common.cleanup_all()
         common.drop_snapshot()
     print(stats.text_table(HEADER, table_rows(results), 1))
     if args.json:
