@@ -151,7 +151,9 @@ class Engine:
         except ValueError:
             objects = []
         if res.rc != 0:
-            other = [ln for ln in res.stderr.splitlines() if ln.strip() and not _MISSING_OBJECT_RE.search(ln)]
+            # dict.fromkeys: the docker CLI repeats a daemon error once per name inspected
+            other = list(dict.fromkeys(ln.strip() for ln in res.stderr.splitlines()
+                                       if ln.strip() and not _MISSING_OBJECT_RE.search(ln)))
             if other:
                 raise EngineError(
                     "cannot inspect %s: %s" % (", ".join(names), " ".join(other)[-1000:]),

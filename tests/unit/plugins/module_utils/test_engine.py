@@ -65,9 +65,11 @@ def test_inspect_tolerates_missing_objects_but_not_engine_errors(tmp_path):
     ok = Engine(cli=fake_cli(tmp_path, 'echo \'[{"Name":"/workspace-a","State":{},"Config":{}}]\'; '
                                        'echo "Error: No such object: workspace-b" >&2; exit 1\n'))
     assert list(ok.inspect(["workspace-a", "workspace-b"])) == ["workspace-a"]
-    down = Engine(cli=fake_cli(tmp_path, 'echo "[]"; echo "Cannot connect to the Docker daemon" >&2; exit 1\n', name="d2"))
-    with pytest.raises(EngineError, match="Cannot connect"):
-        down.inspect(["workspace-a"])
+    down = Engine(cli=fake_cli(tmp_path, 'echo "[]"; for n in "$@"; do echo "Cannot connect to the Docker daemon" >&2; done; exit 1\n',
+                               name="d2"))
+    with pytest.raises(EngineError, match="Cannot connect") as info:
+        down.inspect(["workspace-a", "workspace-b", "perry:latest"])
+    assert info.value.msg.count("Cannot connect") == 1  # the docker CLI says it once per name; we say it once
 
 
 def test_image_names_match_tags_with_registry_prefixes():
