@@ -15,8 +15,7 @@ from topology import (COLLECTIONS, REPO, TOPOLOGIES, Topology, build_workspace_i
                       run_playbook, start_podman_service, venv_bin)
 
 MODULE = "perry.fleet.perry_workspace"
-START_DOCKERD = os.path.join(REPO, "scripts", "testbed", "start-dockerd")  # what scripts/setup-testbed runs
-DOCKERD_PIDFILE = "/var/run/docker.pid"
+TESTBED_DOCKERD = os.path.join(REPO, "scripts", "testbed", "dockerd")  # how scripts/setup-testbed runs dockerd
 
 
 @pytest.fixture
@@ -218,29 +217,9 @@ def test_home_volume_removed_out_of_band_is_recreated_and_reported(rootful, pref
     assert not run_module(MODULE, args, rootful)["changed"]
 
 
-def _dockerd_pid():
-    try:
-        with open(DOCKERD_PIDFILE) as fh:
-            pid = int(fh.read().strip())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
-
-
-def _stop_dockerd(timeout=90.0) -> None:
-    """SIGTERM to the host's dockerd (by its pid file, not by name: DinD workspaces run dockerds of their own)."""
-    pid = _dockerd_pid()
-    assert pid, "dockerd is not running (no live pid in %s)" % DOCKERD_PIDFILE
-    os.kill(pid, 15)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    raise AssertionError("dockerd (pid %d) did not exit within %.0f s of SIGTERM" % (pid, timeout))
+def _testbed_dockerd(verb: str) -> None:
+    done = subprocess.run([TESTBED_DOCKERD, verb], capture_output=True, text=True, timeout=150, check=False)
+    assert done.returncode == 0, "scripts/testbed/dockerd %s failed: %s" % (verb, done.stderr[-3000:])
 
 
 @pytest.fixture
@@ -265,7 +244,7 @@ def test_dockerd_restarted_mid_run_converges(prefix_docker, worker_artifacts):
     docker.cli("exec", cname, "sh", "-c", "echo precious > /home/workspace/data")
     container_id = docker.inspect(cname)["Id"]
     try:
-        _stop_dockerd()
+        _testbed_dockerd("stop")
         down, took = run_module_direct(MODULE, dict(args, engine_timeout=5), timeout=30)
         print("dockerd down: perry_workspace %.2f s: %s" % (took, down.get("msg")))
         assert down.get("failed") and "Cannot connect to the Docker daemon" in down["msg"], down
@@ -279,8 +258,7 @@ def test_dockerd_restarted_mid_run_converges(prefix_docker, worker_artifacts):
         assert health.get("failed") and "Cannot connect to the Docker daemon" in health["msg"], health
         assert took < 3 + 1, "perry_worker_health took %.2f s" % took
     finally:
-        started = subprocess.run([START_DOCKERD], capture_output=True, text=True, timeout=120, check=False)
-    assert started.returncode == 0, "start-dockerd failed: %s" % started.stderr[-3000:]
+        _testbed_dockerd("start")
     # Nothing was deleted while dockerd was down: the same container and its volumes are there.
     assert docker.inspect(cname)["Id"] == container_id
     assert {cname, cname + "-docker"} <= set(docker.cli("volume", "ls", "-q").stdout.split())
