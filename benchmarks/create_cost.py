@@ -173,7 +173,8 @@ def table_rows(result) -> list:
 
 
 FIT_HEADER = ["quantity", "slope (per workspace)", "intercept", "R^2"]
-FIT_LABELS = [("create_s", "create, whole playbook (s)"), ("worker_rss_mib", "worker RSS (MiB)"), ("container_pss_mib", "container PSS (MiB)"),
+FIT_LABELS = [("create_s", "create, whole playbook (s)"), ("worker_rss_mib", "worker RSS (MiB)"),
+              ("container_rss_mib", "container RSS, all its processes (MiB)"), ("container_pss_mib", "container PSS (MiB)"),
               ("total_mib", "container + helpers PSS (MiB)")]
 
 
