@@ -228,7 +228,8 @@ def render(results: dict, pngs: list) -> tuple:
                   "form, worker synced) + `perry_worker_health` (names). Anchor: per workspace `podman_container` / "
                   "`docker_container` + `*_container_exec true` + `*_container_exec curl /health`. Both sides' containers "
                   "exist before timing (anchor run twice untimed); smaller N use the first names of the N=%d set. "
-                  "**%d interleaved repetitions** (for each rep, for each N: perry, then anchor); median and min-max. Rootless runs go through `become` (su) on both sides alike. "
+                  "**%d interleaved repetitions** (for each rep, for each N: perry, then anchor); median and min-max. "
+                  "Rootless runs go through `become` (su) on both sides alike. "
                   "The anchor's containers carry no worker, so its health exec is refused at once (failed_when: false): "
                   "that makes the anchor cheaper than a real check, never dearer.\n"
                   % (max(next(iter(conv.values()))["sizes"]), reps))
