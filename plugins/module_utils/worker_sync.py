@@ -6,7 +6,8 @@
 Two artifact formats (reference §2): a compiled binary installed as /usr/local/bin/perry (the docker
 profile's default), or a JavaScript dist directory plus a POSIX sh wrapper at /usr/local/bin/perry
 that execs the container's bun on it (the podman profile's default: no host-specific linker paths).
-A content-hash manifest in the container makes an unchanged worker cost one exec. New content is
+A content-hash manifest in the container makes an unchanged worker cost one exec, or none when the
+manifest can be read on this host (container_files.py). New content is
 copied to a temporary path and renamed into place, so an interrupted sync never leaves a broken worker.
 """
 
@@ -17,6 +18,7 @@ import os
 import shlex
 from dataclasses import dataclass
 
+from ansible_collections.perry.fleet.plugins.module_utils.container_files import read_on_host
 from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, EngineError
 
 LIB_DIR = "/usr/local/lib/perry"
@@ -105,15 +107,20 @@ class WorkerSync:
         lines = res.stdout.splitlines()
         return (lines[0].strip() if lines else ""), (lines[1].strip() if len(lines) > 1 else "")
 
-    def sync(self, container: str, check_mode: bool = False) -> dict:
-        """Returns {'changed', 'digest', 'kind', 'action'}; raises WorkerSyncError with advice."""
+    def sync(self, container: str, check_mode: bool = False, inspected: dict | None = None) -> dict:
+        """Returns {'changed', 'digest', 'kind', 'action'}; raises WorkerSyncError with advice.
+
+        ``inspected`` (the container's inspect) lets an unchanged worker be recognised without an exec."""
+        result = {"kind": self.artifact.kind, "digest": self.artifact.digest, "changed": False, "action": "unchanged"}
+        on_host = read_on_host(self.engine.url, inspected, MANIFEST)
+        if on_host is not None and on_host.strip() == self.manifest_line():
+            return result  # the arch was checked when this very artifact was installed
         arch, installed = self.probe(container)
         if self.artifact.kind == "binary" and self.artifact.arch != arch:
             raise WorkerSyncError(
                 "worker binary %s is built for %s but container %s runs %s: build the worker for %s (or use the JS "
                 "dist directory, which runs on any architecture with bun)"
                 % (self.artifact.path, self.artifact.arch, container, arch, arch))
-        result = {"kind": self.artifact.kind, "digest": self.artifact.digest, "changed": False, "action": "unchanged"}
         if installed == self.manifest_line():
             return result
         result.update(changed=True, action="install" if not installed else "update")

@@ -245,7 +245,7 @@ class WorkspaceManager:
         def one(plan):
             if _would_be_new(plan, self.settings.check_mode):
                 return {"count": len(plan.item["files"]), "changed": True}
-            return syncer.sync(plan.container, plan.item["files"], check_mode=self.settings.check_mode)
+            return syncer.sync(plan.container, plan.item["files"], check_mode=self.settings.check_mode, inspected=plan.existing)
 
         for plan, result in self._each_running(plans, one, "placing files", lambda p: bool(p.item["files"])):
             plan.files = result
@@ -253,13 +253,13 @@ class WorkspaceManager:
                 plan.actions.append("place %d file(s)" % result["count"])
 
     def _sync_workers(self, plans: list) -> None:
-        """The worker in each running workspace (one exec each when unchanged)."""
+        """The worker in each running workspace (no exec when unchanged and readable on this host, else one)."""
         syncer = WorkerSync(self.engine, self.settings.worker, self.settings.engine_timeout)
 
         def one(plan):
             if _would_be_new(plan, self.settings.check_mode):  # a (re)created container has no worker yet
                 return {"kind": syncer.artifact.kind, "digest": syncer.artifact.digest, "changed": True, "action": "install"}
-            return syncer.sync(plan.container, check_mode=self.settings.check_mode)
+            return syncer.sync(plan.container, check_mode=self.settings.check_mode, inspected=plan.existing)
 
         for plan, result in self._each_running(plans, one, "worker sync"):
             plan.worker = result

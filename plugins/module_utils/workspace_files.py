@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
+from ansible_collections.perry.fleet.plugins.module_utils.container_files import read_on_host
 from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, EngineError
 
 HOME = "/home/workspace"
@@ -130,10 +131,14 @@ class FilesSync:
         self.engine = engine
         self.timeout = timeout
 
-    def sync(self, container: str, files, check_mode: bool = False) -> dict:
+    def sync(self, container: str, files, check_mode: bool = False, inspected: dict | None = None) -> dict:
+        """``inspected`` (the container's inspect) lets unchanged files be recognised without an exec."""
         digest = manifest_digest(files)
-        res = self.engine.run(["exec", "-u", "root", container, "cat", MANIFEST], timeout=self.timeout, check=False)
-        result = {"count": len(files), "digest": digest, "changed": res.stdout.strip() != digest}
+        installed = read_on_host(self.engine.url, inspected, MANIFEST)
+        if installed is None or installed.strip() != digest:
+            installed = self.engine.run(["exec", "-u", "root", container, "cat", MANIFEST], timeout=self.timeout,
+                                        check=False).stdout
+        result = {"count": len(files), "digest": digest, "changed": installed.strip() != digest}
         if not result["changed"] or check_mode:
             return result
         tmp = tempfile.mkdtemp(prefix="perry-fleet-files-")

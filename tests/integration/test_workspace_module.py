@@ -159,6 +159,8 @@ def test_worker_sync(topology, workspace_image, worker_artifacts, prefix):
     assert w["worker"]["changed"] and w["worker"]["kind"] == ("binary" if topology.runtime == "docker" else "dist")
     r2 = ok(run_module(MODULE, args, topology))
     assert not r2["changed"] and not r2["workspaces"][0]["worker"]["changed"]
+    # The manifest is read in the container's writable layer on this host: the inspect is the only engine call.
+    assert [c["cmd"].split()[1] for c in r2["commands"]] == ["inspect"], r2["commands"]
     cname = "workspace-" + name
     stat = topology.cli("exec", cname, "stat", "-c", "%U:%G %a", "/usr/local/bin/perry").stdout.strip()
     assert stat == "root:root 755"
@@ -245,6 +247,10 @@ def test_files_are_placed_with_perry_modes_and_no_recursive_chmod(topology, work
                          "644 workspace /home/workspace/.config/git/nested/config"]
     again = ok(run_module(MODULE, {"name": name, "image": workspace_image, "files": files}, topology))
     assert not again["changed"]
+    calls = [c["cmd"].split()[1] for c in again["commands"]]
+    # Root reads the manifest in the home volume on this host; the rootless user cannot (the volume belongs to
+    # the container's subuids), so there it costs one exec.
+    assert calls == (["inspect", "exec"] if topology.become_user else ["inspect"]), calls
     bad = run_module(MODULE, {"name": name, "image": workspace_image, "files": [{"dest": "../../etc/passwd", "content": "x"}]},
                      topology)
     assert bad.get("failed") and "outside the workspace home" in bad["msg"]

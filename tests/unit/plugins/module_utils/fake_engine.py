@@ -9,6 +9,7 @@ from ansible_collections.perry.fleet.plugins.module_utils.engine import EngineEr
 
 class FakeEngine:
     kind = "docker"
+    url = None
 
     def __init__(self, images=("localhost/perry:latest",)):
         self.images = {ref: {"Id": "sha256:%064d" % i, "RepoTags": [ref]} for i, ref in enumerate(images, 1)}

@@ -14,6 +14,8 @@ def elf(tmp_path, machine):
 
 
 class RecordingEngine:
+    url = None
+
     def __init__(self, arch="x86_64", manifest=""):
         self.arch, self.manifest, self.calls = arch, manifest, []
 
@@ -83,3 +85,35 @@ def test_check_mode_reports_without_copying(tmp_path):
     result = WorkerSync(engine, art, timeout=5).sync("c", check_mode=True)
     assert result == {"kind": "binary", "digest": art.digest, "changed": True, "action": "install"}
     assert len(engine.calls) == 1
+
+
+def upper_dir_with_manifest(tmp_path, line):
+    upper = tmp_path / "upper"
+    (upper / MANIFEST.lstrip("/")).parent.mkdir(parents=True)
+    (upper / MANIFEST.lstrip("/")).write_text(line + "\n")
+    return {"GraphDriver": {"Data": {"UpperDir": str(upper)}}, "Mounts": []}
+
+
+def test_unchanged_worker_read_on_this_host_costs_no_exec(tmp_path):
+    art = WorkerArtifact.from_path(elf(tmp_path, 62))
+    engine = RecordingEngine(manifest="binary " + art.digest)
+    inspected = upper_dir_with_manifest(tmp_path, "binary " + art.digest)
+    result = WorkerSync(engine, art, timeout=5).sync("c", inspected=inspected)
+    assert result["changed"] is False and engine.calls == []
+
+
+def test_a_different_manifest_on_this_host_is_confirmed_by_exec_not_trusted(tmp_path):
+    art = WorkerArtifact.from_path(elf(tmp_path, 62))
+    engine = RecordingEngine(manifest="binary " + art.digest)  # what the container really says
+    inspected = upper_dir_with_manifest(tmp_path, "binary stale")
+    result = WorkerSync(engine, art, timeout=5).sync("c", inspected=inspected)
+    assert result["changed"] is False and len(engine.calls) == 1
+
+
+def test_a_remote_engine_never_reads_this_hosts_paths(tmp_path):
+    art = WorkerArtifact.from_path(elf(tmp_path, 62))
+    engine = RecordingEngine(manifest="binary old")
+    engine.url = "tcp://127.0.0.1:2375"
+    inspected = upper_dir_with_manifest(tmp_path, "binary " + art.digest)
+    result = WorkerSync(engine, art, timeout=5).sync("c", inspected=inspected, check_mode=True)
+    assert result["changed"] is True and len(engine.calls) == 1

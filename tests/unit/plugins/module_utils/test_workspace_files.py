@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.perry.fleet.plugins.module_utils.engine import Result
 from ansible_collections.perry.fleet.plugins.module_utils.workspace_files import (
-    FilesError, build_files, default_mode, install_script, manifest_digest, normalize_dest)
+    FilesError, FilesSync, build_files, default_mode, install_script, manifest_digest, normalize_dest)
 
 
 @pytest.mark.parametrize("dest,mode", [
@@ -53,3 +54,27 @@ def test_content_never_in_the_script_and_digest_tracks_changes():
     assert "s3cret-token" not in install_script(files, "/tmp/s", manifest_digest(files))
     other = build_files([{"dest": "~/.claude/.credentials.json", "content": "rotated"}])
     assert manifest_digest(files) != manifest_digest(other)
+
+
+class ManifestEngine:
+    url = None
+
+    def __init__(self, manifest):
+        self.manifest, self.calls = manifest, []
+
+    def run(self, args, timeout=None, check=True, stdin=None, record=True):
+        self.calls.append(args)
+        return Result(0, self.manifest + "\n" if args[-1].endswith("files.manifest") else "", "", 0.0)
+
+
+def test_unchanged_files_read_in_the_home_volume_on_this_host_cost_no_exec(tmp_path):
+    files = build_files([{"dest": "~/.gitconfig", "content": "[user]\n"}])
+    digest = manifest_digest(files)
+    (tmp_path / ".config" / "perry-fleet").mkdir(parents=True)
+    (tmp_path / ".config" / "perry-fleet" / "files.manifest").write_text(digest + "\n")
+    inspected = {"Mounts": [{"Source": str(tmp_path), "Destination": "/home/workspace"}]}
+    engine = ManifestEngine(digest)
+    assert FilesSync(engine, 5).sync("c", files, inspected=inspected)["changed"] is False
+    assert engine.calls == []
+    assert FilesSync(engine, 5).sync("c", files)["changed"] is False  # without the inspect: one exec
+    assert len(engine.calls) == 1

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ansible_collections.perry.fleet.plugins.module_utils.container_files import host_path, read_on_host
+
+
+def container(tmp_path):
+    upper, volume = tmp_path / "upper", tmp_path / "volume"
+    upper.mkdir()
+    volume.mkdir()
+    return {"GraphDriver": {"Data": {"UpperDir": str(upper)}},
+            "Mounts": [{"Type": "volume", "Source": str(volume), "Destination": "/home/workspace"}]}, upper, volume
+
+
+def test_paths_map_to_the_longest_mount_else_the_writable_layer(tmp_path):
+    c, upper, volume = container(tmp_path)
+    assert host_path(c, "/home/workspace/.config/x") == (str(volume), ".config/x")
+    assert host_path(c, "/home/workspacex/y") == (str(upper), "home/workspacex/y")
+    assert host_path(c, "/usr/local/lib/perry/MANIFEST") == (str(upper), "usr/local/lib/perry/MANIFEST")
+    assert host_path({"Mounts": []}, "/etc/x") is None and host_path(None, "/etc/x") is None
+
+
+def test_reads_regular_files_in_the_layer_and_in_volumes(tmp_path):
+    c, upper, volume = container(tmp_path)
+    (upper / "etc").mkdir()
+    (upper / "etc" / "m").write_text("binary abc\n")
+    (volume / "f").write_text("digest\n")
+    assert read_on_host(None, c, "/etc/m") == "binary abc\n"
+    assert read_on_host("unix:///run/podman/podman.sock", c, "/home/workspace/f") == "digest\n"
+    assert read_on_host(None, c, "/etc/missing") is None
+
+
+def test_remote_engines_are_never_read_on_this_host(tmp_path):
+    c, upper, _volume = container(tmp_path)
+    (upper / "m").write_text("x")
+    assert read_on_host("tcp://10.0.0.5:2375", c, "/m") is None
+    assert read_on_host("ssh://build-host", c, "/m") is None
+
+
+@pytest.mark.parametrize("link_at", ["dir", "file"])
+def test_symlinks_planted_by_the_container_are_not_followed(tmp_path, link_at):
+    c, upper, _volume = container(tmp_path)
+    secret = tmp_path / "host-secret"
+    secret.write_text("host only\n")
+    if link_at == "file":
+        (upper / "etc").mkdir()
+        os.symlink(str(secret), str(upper / "etc" / "m"))
+    else:
+        os.symlink(str(tmp_path), str(upper / "etc"))
+        (tmp_path / "m").write_text("host only\n")
+    assert read_on_host(None, c, "/etc/m") is None
+
+
+def test_fifos_and_directories_are_not_read(tmp_path):
+    c, upper, _volume = container(tmp_path)
+    os.mkfifo(str(upper / "fifo"))
+    (upper / "dir").mkdir()
+    assert read_on_host(None, c, "/fifo") is None  # would block a plain open()
+    assert read_on_host(None, c, "/dir") is None
