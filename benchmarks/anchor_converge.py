@@ -38,9 +38,8 @@ def perry_tasks(topo, image, names, worker):
     ]
 
 
-def anchor_tasks(topo, image, names, ports, pylib=None):
+def anchor_tasks(topo, image, names, ports):
     podman = topo.runtime == "podman"
-    env = {"environment": {"PYTHONPATH": pylib}} if pylib else {}
     tasks = []
     for name in names:
         ssh, worker = ports[name]
@@ -56,17 +55,16 @@ def anchor_tasks(topo, image, names, ports, pylib=None):
             tasks.append({"containers.podman.podman_container_exec": {"name": cname, "argv": HEALTH, "user": "workspace"},
                           "changed_when": False, "failed_when": False})
         else:
-            tasks.append(dict(env, **{"community.docker.docker_container": {
+            tasks.append({"community.docker.docker_container": {
                 "name": cname, "image": image, "state": "started", "restart_policy": "unless-stopped",
                 "privileged": True, "hostname": name,
                 "volumes": ["%s:/home/workspace:rw" % cname, "%s-docker:/var/lib/docker:rw" % cname],
                 "published_ports": ["127.0.0.1:%d:22/tcp" % ssh],
-                "labels": {"workspace.name": name, "workspace.managed": "true"}}}))
-            tasks.append(dict(env, **{"community.docker.docker_container_exec": {"container": cname, "command": "true"},
-                                      "changed_when": False}))
-            tasks.append(dict(env, **{"community.docker.docker_container_exec": {"container": cname, "argv": HEALTH,
-                                                                                 "user": "workspace"},
-                                      "changed_when": False, "failed_when": False}))
+                "labels": {"workspace.name": name, "workspace.managed": "true"}}})
+            tasks.append({"community.docker.docker_container_exec": {"container": cname, "command": "true"},
+                          "changed_when": False})
+            tasks.append({"community.docker.docker_container_exec": {"container": cname, "argv": HEALTH, "user": "workspace"},
+                          "changed_when": False, "failed_when": False})
     return tasks
 
 
@@ -97,7 +95,6 @@ def measure(topo, sizes, reps, worker, image, on_ready=None) -> dict:
     pp, ap = common.new_prefix(topo), common.new_prefix(topo)
     perry_names = common.names_for(pp, "p", nmax)
     anchor_names = common.names_for(ap, "a", nmax)
-    pylib = common.requests_pylib() if topo.runtime == "docker" else None
     result = {"topology": topo.name, "reps": reps, "sizes": list(sizes), "setup": {}, "by_n": {}, "ready": None}
     try:
         common.log("%s: creating %d perry.fleet workspaces (untimed setup)" % (topo.name, nmax))
@@ -105,9 +102,9 @@ def measure(topo, sizes, reps, worker, image, on_ready=None) -> dict:
         result["setup"]["perry_create_s"] = sec
         ports = dict(zip(anchor_names, zip(free_loopback_ports(nmax), free_loopback_ports(nmax, 32000, 34000))))
         common.log("%s: creating %d anchor containers (untimed setup, twice)" % (topo.name, nmax))
-        sec, _out = common.timed_playbook(anchor_tasks(topo, image, anchor_names, ports, pylib), topo, timeout=1800)
+        sec, _out = common.timed_playbook(anchor_tasks(topo, image, anchor_names, ports), topo, timeout=1800)
         result["setup"]["anchor_create_s"] = sec
-        sec, out = common.timed_playbook(anchor_tasks(topo, image, anchor_names, ports, pylib), topo, timeout=1800)
+        sec, out = common.timed_playbook(anchor_tasks(topo, image, anchor_names, ports), topo, timeout=1800)
         result["setup"]["anchor_second_run_changed"] = any_changed(out)
         if on_ready is not None:
             result["ready"] = on_ready(perry_names)
@@ -119,7 +116,7 @@ def measure(topo, sizes, reps, worker, image, on_ready=None) -> dict:
                 sec, out = common.timed_playbook(perry_tasks(topo, image, perry_names[:n], worker), topo)
                 row["perry"].append(sec)
                 row["perry_changed"].append(any_changed(out))
-                sec, out = common.timed_playbook(anchor_tasks(topo, image, anchor_names[:n], ports, pylib), topo)
+                sec, out = common.timed_playbook(anchor_tasks(topo, image, anchor_names[:n], ports), topo)
                 row["anchor"].append(sec)
                 row["anchor_changed"].append(any_changed(out))
                 common.log("%s rep %d N=%d: perry %.2f s, anchor %.2f s" % (topo.name, rep + 1, n, row["perry"][-1], sec))

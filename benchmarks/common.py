@@ -24,7 +24,6 @@ sys.path.insert(0, HERE)
 import topology  # noqa: E402  pylint: disable=wrong-import-position
 
 CACHE = os.environ.get("PERRY_FLEET_CACHE", "/var/cache/perry-fleet")
-PYLIB = os.path.join(CACHE, "bench-pylib")   # `requests` for community.docker (not in the project's venv)
 COLLECTION_DIRS = ["galaxy.yml", "meta", "plugins", "roles", "playbooks"]
 _snapshot = {}
 _prefixes = []   # (topology, prefix) of every workspace set made in this process, for cleanup_all()
@@ -80,15 +79,6 @@ def worker_artifacts() -> dict:
 
 def worker_for(topo, artifacts: dict) -> str:
     return artifacts["binary"] if topo.runtime == "docker" else artifacts["dist"]
-
-
-def requests_pylib() -> str:
-    """A directory with `requests` (community.docker's modules need it; the project's venv lacks it)."""
-    marker = os.path.join(PYLIB, "requests", "__init__.py")
-    if not os.path.exists(marker):
-        venv_python = topology.venv_bin("python")
-        run([venv_python, "-m", "pip", "install", "--quiet", "--target", PYLIB, "requests"], 300)
-    return PYLIB
 
 
 def machine_info() -> dict:
