@@ -326,7 +326,14 @@ commands:
   returned: always
   type: list
   elements: dict
+elapsed:
+  description: Seconds the module took (its engine commands are in RV(commands)).
+  returned: success
+  type: float
+  sample: 0.41
 '''
+
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -348,6 +355,7 @@ FILE_OPTIONS = dict(
 
 
 def main():
+    start = time.monotonic()
     argument_spec = engine_argument_spec()
     argument_spec.update(
         name=dict(type="str"),
@@ -428,7 +436,8 @@ def main():
             "after": {r["name"]: r["diff"]["after"] for r in results if r["changed"]}}
     for r in results:
         r.pop("diff")
-    module.exit_json(changed=changed, workspaces=results, commands=engine.commands, diff=diff)
+    module.exit_json(changed=changed, workspaces=results, commands=engine.commands, diff=diff,
+                     elapsed=round(time.monotonic() - start, 3))
 
 
 def _range(value, what):

@@ -161,6 +161,7 @@ def test_worker_sync(topology, workspace_image, worker_artifacts, prefix):
     assert not r2["changed"] and not r2["workspaces"][0]["worker"]["changed"]
     # The manifest is read in the container's writable layer on this host: the inspect is the only engine call.
     assert [c["cmd"].split()[1] for c in r2["commands"]] == ["inspect"], r2["commands"]
+    assert 0 < sum(c["elapsed"] for c in r2["commands"]) <= r2["elapsed"]
     cname = "workspace-" + name
     stat = topology.cli("exec", cname, "stat", "-c", "%U:%G %a", "/usr/local/bin/perry").stdout.strip()
     assert stat == "root:root 755"
