@@ -418,6 +418,18 @@ def test_stalled_engine_cli_fails_within_timeout_plus_one(tmp_path):
     assert took <= 3.0, "task took %.2f s" % took
 
 
+def test_stalled_engine_cli_sessions_fail_within_engine_timeout_plus_one(tmp_path):
+    cli = tmp_path / "docker"
+    cli.write_text("#!/bin/sh\nexec sleep 3600\n")
+    cli.chmod(cli.stat().st_mode | stat.S_IEXEC | stat.S_IXGRP | stat.S_IXOTH)
+    topo = replace(TOPOLOGIES["docker"], engine_cli=str(cli))
+    res = run_task("perry.fleet.perry_sessions", {"name": PREFIX + "stall", "engine_timeout": 2}, topo)
+    took = task_seconds(res)
+    print("stalled engine, sessions: task %.3f s" % took)
+    assert res.get("failed") and "timed out after" in res["msg"], res.get("msg")
+    assert took <= 3.0, "task took %.2f s" % took
+
+
 def test_restart_on_mismatch_supervised_and_unsupervised(fleet):
     topo = fleet.topo("docker")
     for suffix, supervise in (("sup", True), ("nosup", False)):
