@@ -3,11 +3,25 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Database } from "bun:sqlite";
+import { afterAll } from "bun:test";
 
 export const CLI = path.join(import.meta.dir, "..", "src", "cli.js");
 
 export function tempHome(prefix = "perry-worker-test-") {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** A temp-home maker for one test file; its homes are removed after the file's tests (call at top level). */
+export function homeFactory() {
+  const homes = [];
+  afterAll(() => {
+    for (const h of homes) fs.rmSync(h, { recursive: true, force: true });
+  });
+  return () => {
+    const h = tempHome();
+    homes.push(h);
+    return h;
+  };
 }
 
 export function writeFile(p, text) {

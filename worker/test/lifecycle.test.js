@@ -1,19 +1,11 @@
 // Process lifecycle: signals, CLI, scale, built artifacts.
-import { test, expect, describe, afterAll } from "bun:test";
+import { test, expect, describe } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { tempHome, startWorker, seedClaude, CLI, writeFile, jsonl, claudeUser } from "./helpers.js";
+import { homeFactory, startWorker, seedClaude, CLI, writeFile, jsonl, claudeUser } from "./helpers.js";
 import { VERSION } from "../src/version.js";
 
-const homes = [];
-const mkHome = () => {
-  const h = tempHome();
-  homes.push(h);
-  return h;
-};
-afterAll(() => {
-  for (const h of homes) fs.rmSync(h, { recursive: true, force: true });
-});
+const mkHome = homeFactory();
 
 function run(args, env = {}) {
   const p = Bun.spawnSync([process.execPath, CLI, ...args], { env: { ...process.env, ...env } });

@@ -1,19 +1,11 @@
 // Malformed input, empty homes, and the incremental index (in-process).
-import { test, expect, describe, afterAll } from "bun:test";
+import { test, expect, describe } from "bun:test";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { tempHome, startWorker, writeFile, jsonl, claudeUser, claudeAssistant } from "./helpers.js";
+import { homeFactory, startWorker, writeFile, jsonl, claudeUser, claudeAssistant } from "./helpers.js";
 import { SessionIndex } from "../src/session-index.js";
 
-const homes = [];
-const mkHome = () => {
-  const h = tempHome();
-  homes.push(h);
-  return h;
-};
-afterAll(() => {
-  for (const h of homes) fs.rmSync(h, { recursive: true, force: true });
-});
+const mkHome = homeFactory();
 
 describe("robustness", () => {
   test("empty home (no agent dirs at all)", async () => {
