@@ -1,6 +1,6 @@
 // Claude Code: ~/.claude/projects/<encoded-project-dir>/<sessionId>.jsonl
 import * as path from "node:path";
-import { listDir, parseJsonl, readText, firstText, clip, pageFromEnd } from "./util.js";
+import { listDir, parseJsonl, readText, firstText, clip, pageFromEnd, fileSession } from "./util.js";
 
 export const agentType = "claude";
 
@@ -46,16 +46,15 @@ export function parseFile(filePath, projectName, stat) {
   }
   return {
     skipped,
-    session: {
+    session: fileSession({
       id: path.basename(filePath, ".jsonl"),
       agentType,
-      title: firstPrompt || projectName,
       directory: projectName,
       filePath,
       messageCount: entries.length,
       firstPrompt,
-      lastActivity: Math.round(stat.mtimeMs),
-    },
+      stat,
+    }),
   };
 }
 

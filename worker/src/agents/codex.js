@@ -5,7 +5,7 @@
 //  - older:   first line {"id","timestamp","instructions"} then bare items
 //             {"type":"message","role","content":[...]}
 import * as path from "node:path";
-import { walkFiles, parseJsonl, readText, firstText, clip, pageFromEnd } from "./util.js";
+import { walkFiles, parseJsonl, readText, firstText, clip, pageFromEnd, fileSession } from "./util.js";
 
 export const agentType = "codex";
 const TEXT_TYPES = ["input_text", "output_text", "text"];
@@ -71,16 +71,7 @@ export function parseFile(filePath, dirName, stat) {
   directory = directory || dirName;
   return {
     skipped,
-    session: {
-      id: id || idFromName(filePath),
-      agentType,
-      title: firstPrompt || directory,
-      directory,
-      filePath,
-      messageCount,
-      firstPrompt,
-      lastActivity: Math.round(stat.mtimeMs),
-    },
+    session: fileSession({ id: id || idFromName(filePath), agentType, directory, filePath, messageCount, firstPrompt, stat }),
   };
 }
 

@@ -2,7 +2,7 @@
 // Accepts both the flat shape Perry parsed ({type:"message", role, content}) and
 // the nested shape pi writes ({type:"message", message:{role, content}}).
 import * as path from "node:path";
-import { walkFiles, parseJsonl, readText, firstText, clip, pageFromEnd, toIso } from "./util.js";
+import { walkFiles, parseJsonl, readText, firstText, clip, pageFromEnd, toIso, fileSession } from "./util.js";
 
 export const agentType = "pi";
 
@@ -51,16 +51,7 @@ export function parseFile(filePath, dirName, stat) {
   }
   return {
     skipped,
-    session: {
-      id,
-      agentType,
-      title: firstPrompt || dirName,
-      directory: dirName,
-      filePath,
-      messageCount,
-      firstPrompt,
-      lastActivity: Math.round(stat.mtimeMs),
-    },
+    session: fileSession({ id, agentType, directory: dirName, filePath, messageCount, firstPrompt, stat }),
   };
 }
 

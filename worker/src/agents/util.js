@@ -112,3 +112,17 @@ export function safeJson(s) {
     return null;
   }
 }
+
+/** The session record of a file-backed agent, in Perry's shape: the title falls back to the directory. */
+export function fileSession({ id, agentType, directory, filePath, messageCount, firstPrompt, stat }) {
+  return {
+    id,
+    agentType,
+    title: firstPrompt || directory,
+    directory,
+    filePath,
+    messageCount,
+    firstPrompt,
+    lastActivity: Math.round(stat.mtimeMs),
+  };
+}
