@@ -7,7 +7,8 @@ Perry copies credential files with `docker cp` and then runs `chmod -R` with a f
 directories, which strips the execute bit from nested directories (reference §1.10, bug 16). Here
 every file gets its own mode and every directory we create gets a directory mode (0700 under .ssh,
 0755 elsewhere), all owned by `workspace`. Contents travel through a 0600 staging copy, never argv,
-and a manifest of (path, mode, content hash) makes an unchanged set cost one exec.
+and a manifest of (path, mode, content hash) makes an unchanged set cost one exec (none when it can be
+read on this host: container_files.py).
 """
 
 from __future__ import annotations

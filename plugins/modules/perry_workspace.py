@@ -177,8 +177,10 @@ options:
         (installed as C(/usr/local/bin/perry), root:root 0755; its architecture must match the container's) or a
         JS dist directory with C(cli.js) (installed under C(/usr/local/lib/perry) with a sh wrapper at
         C(/usr/local/bin/perry) that runs the image's C(bun)). Your own Perry build works the same way.
-      - A content-hash manifest in the container skips unchanged workers; new content is renamed into place
-        atomically and the running worker is restarted (the image's supervisor starts the new one).
+      - A content-hash manifest in the container skips unchanged workers. With an engine on this host the module
+        reads it in the container's writable layer (path from the inspect it already made, no symlink followed), so
+        an unchanged worker costs no engine call; otherwise one exec. New content is renamed into place atomically
+        and the running worker is restarted (the image's supervisor starts the new one).
       - Unset means no worker sync.
     type: path
   files:
@@ -186,7 +188,8 @@ options:
       - Files to place in every running workspace's home, such as Claude Code's C(~/.claude/.credentials.json),
         C(~/.gitconfig) or C(~/.ssh/authorized_keys). Owned by C(workspace); parent directories are created with
         0700 under C(.ssh) and 0755 elsewhere (never a recursive chmod).
-      - A manifest of paths, modes and content hashes in the workspace makes an unchanged set cost one exec.
+      - A manifest of paths, modes and content hashes in the workspace makes an unchanged set cost one exec, or none
+        when the manifest can be read in the home volume on this host (root with a local engine).
       - Contents are staged in 0600 files and copied with the engine's C(cp), never put on a command line.
     type: list
     elements: dict
