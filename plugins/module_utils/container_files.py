@@ -18,6 +18,8 @@ import os
 import posixpath
 import stat
 
+from ansible_collections.perry.fleet.plugins.module_utils.engine import effective_url
+
 MAX_BYTES = 4096
 
 
@@ -43,9 +45,9 @@ def host_path(container: dict | None, path: str) -> tuple | None:
     return (upper, path.lstrip("/")) if upper else None
 
 
-def read_on_host(engine_url: str | None, container: dict | None, path: str) -> str | None:
+def read_on_host(engine, container: dict | None, path: str) -> str | None:
     """The text of the container's regular file ``path`` read on this host, or None when it cannot be."""
-    where = host_path(container, path) if engine_is_local(engine_url) else None
+    where = host_path(container, path) if engine_is_local(effective_url(engine)) else None
     if where is None:
         return None
     root, rel = where

@@ -176,6 +176,16 @@ class Engine:
                               rc=res.rc, stderr=res.stderr) from None
 
 
+def effective_url(engine, environ=None) -> str | None:
+    """The endpoint the engine CLI really talks to: engine_url, else DOCKER_HOST (docker CLI) or CONTAINER_HOST
+    (podman CLI) inherited from the environment; None means the CLI's default socket on this host."""
+    url = getattr(engine, "url", None)
+    if url:
+        return url
+    environ = os.environ if environ is None else environ
+    return environ.get("DOCKER_HOST") if getattr(engine, "kind", "docker") == "docker" else environ.get("CONTAINER_HOST")
+
+
 def _kill_group(proc) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from ansible_collections.perry.fleet.plugins.module_utils.engine import EngineError, EngineTimeout
+from ansible_collections.perry.fleet.plugins.module_utils.engine import EngineError, EngineTimeout, effective_url
 from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import get_profile
 from ansible_collections.perry.fleet.plugins.module_utils.workspace_spec import LABEL_SPEC, WORKER_PORT
 
@@ -337,11 +337,8 @@ def engine_shares_host_network(engine, environ=None, geteuid=os.geteuid, stat=os
     its container IPs are not ours, even when the same subnet exists here. A socket (or CLI default)
     of a non-root user is a rootless engine whose bridges live in a private namespace.
     """
-    environ = os.environ if environ is None else environ
-    url = getattr(engine, "url", None)
+    url = effective_url(engine, environ)
     kind = getattr(engine, "kind", "docker")
-    if not url:
-        url = environ.get("DOCKER_HOST") if kind == "docker" else environ.get("CONTAINER_HOST")
     if url:
         if not url.startswith("unix://"):
             return False, "engine %s is remote or nested: its container IPs are not on this host" % url

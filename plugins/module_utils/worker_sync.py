@@ -112,7 +112,7 @@ class WorkerSync:
 
         ``inspected`` (the container's inspect) lets an unchanged worker be recognised without an exec."""
         result = {"kind": self.artifact.kind, "digest": self.artifact.digest, "changed": False, "action": "unchanged"}
-        on_host = read_on_host(self.engine.url, inspected, MANIFEST)
+        on_host = read_on_host(self.engine, inspected, MANIFEST)
         if on_host is not None and on_host.strip() == self.manifest_line():
             return result  # the arch was checked when this very artifact was installed
         arch, installed = self.probe(container)

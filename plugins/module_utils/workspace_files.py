@@ -135,7 +135,7 @@ class FilesSync:
     def sync(self, container: str, files, check_mode: bool = False, inspected: dict | None = None) -> dict:
         """``inspected`` (the container's inspect) lets unchanged files be recognised without an exec."""
         digest = manifest_digest(files)
-        installed = read_on_host(self.engine.url, inspected, MANIFEST)
+        installed = read_on_host(self.engine, inspected, MANIFEST)
         if installed is None or installed.strip() != digest:
             installed = self.engine.run(["exec", "-u", "root", container, "cat", MANIFEST], timeout=self.timeout,
                                         check=False).stdout

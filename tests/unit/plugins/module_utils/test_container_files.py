@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import pytest
 
 from ansible_collections.perry.fleet.plugins.module_utils.container_files import host_path, read_on_host
+
+
+def engine(url=None, kind="docker"):
+    return SimpleNamespace(url=url, kind=kind)
 
 
 def container(tmp_path):
@@ -28,16 +33,25 @@ def test_reads_regular_files_in_the_layer_and_in_volumes(tmp_path):
     (upper / "etc").mkdir()
     (upper / "etc" / "m").write_text("binary abc\n")
     (volume / "f").write_text("digest\n")
-    assert read_on_host(None, c, "/etc/m") == "binary abc\n"
-    assert read_on_host("unix:///run/podman/podman.sock", c, "/home/workspace/f") == "digest\n"
-    assert read_on_host(None, c, "/etc/missing") is None
+    assert read_on_host(engine(), c, "/etc/m") == "binary abc\n"
+    assert read_on_host(engine("unix:///run/podman/podman.sock", "podman"), c, "/home/workspace/f") == "digest\n"
+    assert read_on_host(engine(), c, "/etc/missing") is None
 
 
 def test_remote_engines_are_never_read_on_this_host(tmp_path):
     c, upper, _volume = container(tmp_path)
     (upper / "m").write_text("x")
-    assert read_on_host("tcp://10.0.0.5:2375", c, "/m") is None
-    assert read_on_host("ssh://build-host", c, "/m") is None
+    assert read_on_host(engine("tcp://10.0.0.5:2375"), c, "/m") is None
+    assert read_on_host(engine("ssh://build-host", "podman"), c, "/m") is None
+    assert read_on_host(engine(), c, "/m") == "x"
+
+
+def test_an_inherited_docker_host_counts_as_the_engine_url(tmp_path, monkeypatch):
+    c, upper, _volume = container(tmp_path)
+    (upper / "m").write_text("x")
+    monkeypatch.setenv("DOCKER_HOST", "tcp://10.0.0.5:2375")
+    assert read_on_host(engine(), c, "/m") is None
+    assert read_on_host(engine(kind="podman"), c, "/m") == "x"  # the podman CLI reads CONTAINER_HOST, not DOCKER_HOST
 
 
 @pytest.mark.parametrize("link_at", ["dir", "file"])
@@ -51,12 +65,12 @@ def test_symlinks_planted_by_the_container_are_not_followed(tmp_path, link_at):
     else:
         os.symlink(str(tmp_path), str(upper / "etc"))
         (tmp_path / "m").write_text("host only\n")
-    assert read_on_host(None, c, "/etc/m") is None
+    assert read_on_host(engine(), c, "/etc/m") is None
 
 
 def test_fifos_and_directories_are_not_read(tmp_path):
     c, upper, _volume = container(tmp_path)
     os.mkfifo(str(upper / "fifo"))
     (upper / "dir").mkdir()
-    assert read_on_host(None, c, "/fifo") is None  # would block a plain open()
-    assert read_on_host(None, c, "/dir") is None
+    assert read_on_host(engine(), c, "/fifo") is None  # would block a plain open()
+    assert read_on_host(engine(), c, "/dir") is None
