@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from topology import (COLLECTIONS, REPO, TOPOLOGIES, Topology, build_workspace_image, random_prefix, run_module, run_module_direct,
+from topology import (COLLECTIONS, REPO, TOPOLOGIES, WORKSPACE_IMAGE, Topology, build_workspace_image, random_prefix,
+                      run_module, run_module_direct,
                       run_playbook, start_podman_service, venv_bin)
 
 MODULE = "perry.fleet.perry_workspace"
@@ -34,7 +35,7 @@ def stalled_cli(tmp_path):
 
 def test_stalled_engine_fails_within_timeout_plus_one_second(stalled_cli):
     result, elapsed = run_module_direct(MODULE, {"name": "stall", "runtime": "podman", "engine_cli": stalled_cli,
-                                                 "image": "localhost/perry:latest", "engine_timeout": 3})
+                                                 "image": WORKSPACE_IMAGE, "engine_timeout": 3})
     assert result.get("failed") and "timed out after" in result["msg"], result
     assert elapsed < 3 + 1, "took %.2f s" % elapsed
     assert result["elapsed"] >= 3

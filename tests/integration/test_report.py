@@ -22,7 +22,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from topology import REPO, TOPOLOGIES, build_workspace_image, random_prefix, run_module, run_playbook, venv_bin
+from topology import REPO, TOPOLOGIES, WORKSPACE_IMAGE, build_workspace_image, random_prefix, run_module, run_playbook, venv_bin
 
 TOPO = TOPOLOGIES["podman-rootful"]
 ARTIFACT_DIR = os.path.join(REPO, "artifacts", "report")
@@ -113,7 +113,7 @@ def our_workspace(data: dict, name: str) -> dict:
 def check_report(data: dict, page: str, fleet: dict) -> dict:
     ws = our_workspace(data, fleet["name"])
     assert ws["running"] and ws["healthy"] and ws["ok"] and ws["error"] is None, ws
-    assert ws["container"] == fleet["container"] and ws["image"] == "localhost/perry:latest" and ws["image_id"]
+    assert ws["container"] == fleet["container"] and ws["image"] == WORKSPACE_IMAGE and ws["image_id"]
     assert isinstance(ws["ssh_port"], int) and 2200 <= ws["ssh_port"] <= 2400, ws
     assert isinstance(ws["worker_port"], int) and 7392 <= ws["worker_port"] <= 7500, ws
     assert ws["version"] and ws["transport"] == "exec", ws

@@ -138,7 +138,8 @@ def run_module(module: str, args: dict, topology: Topology, check: bool = False,
 
 
 BASE_IMAGE = "localhost/perry-base:bookworm"
-WORKSPACE_IMAGE = "localhost/perry:latest"
+# Overridable so that two checkouts testing different images on one machine never retag each other's.
+WORKSPACE_IMAGE = os.environ.get("PERRY_FLEET_TEST_IMAGE", "localhost/perry:latest")
 # Which engine store a topology's images live in, and how the image role reaches it.
 _BUILDERS = {
     "podman-rootful": {"perry_image_engine": "podman", "perry_image_runtime": "podman"},
