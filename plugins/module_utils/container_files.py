@@ -18,14 +18,9 @@ import os
 import posixpath
 import stat
 
-from ansible_collections.perry.fleet.plugins.module_utils.engine import effective_url
+from ansible_collections.perry.fleet.plugins.module_utils import engine as eng
 
 MAX_BYTES = 4096
-
-
-def engine_is_local(url: str | None) -> bool:
-    """Paths in inspect output name this host's files only for an engine on this host."""
-    return not url or url.startswith("unix://")
 
 
 def host_path(container: dict | None, path: str) -> tuple | None:
@@ -47,7 +42,7 @@ def host_path(container: dict | None, path: str) -> tuple | None:
 
 def read_on_host(engine, container: dict | None, path: str) -> str | None:
     """The text of the container's regular file ``path`` read on this host, or None when it cannot be."""
-    where = host_path(container, path) if engine_is_local(effective_url(engine)) else None
+    where = host_path(container, path) if eng.is_local(engine) else None
     if where is None:
         return None
     root, rel = where

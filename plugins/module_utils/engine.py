@@ -1,11 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright: perry.fleet contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Talking to a container engine through its CLI (docker or podman), never without a timeout.
+"""Talking to a container engine through its CLI (docker or podman), never without a timeout, and reading what
+its ``inspect`` says.
 
-One place owns: which binary runs, how the engine URL reaches it (DOCKER_HOST for the docker CLI,
-``--url`` for podman), the hard kill on timeout, what ran (for results, with secrets redacted), and
-one batched ``inspect`` for many objects.
+One place owns: which binary runs and how the engine URL reaches it (DOCKER_HOST for the docker CLI, ``--url``
+for podman), the hard kill on timeout, what ran (for results, with secrets redacted), one batched ``inspect`` for
+many objects, and the readers of inspect data everyone uses (state, labels, published ports, locality).
+
+Every call is bounded by the caller's timeout, ``engine_timeout`` by default. Two kinds of call get a floor
+instead, because their size is not ours to choose: an image pull (PULL_TIMEOUT_FLOOR) and a copy into a
+container (COPY_TIMEOUT_FLOOR); ``engine_timeout`` above the floor still wins.
 """
 
 from __future__ import annotations
@@ -19,34 +24,14 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+from ansible_collections.perry.fleet.plugins.module_utils.errors import EngineError, EngineTimeout, SpecError
 
 DEFAULT_TIMEOUT = 60.0
+PULL_TIMEOUT_FLOOR = 600.0   # seconds: an image is hundreds of MB
+COPY_TIMEOUT_FLOOR = 120.0   # seconds: a worker dist or a files set
 # Engine URLs we understand: a unix socket path or a tcp endpoint (ssh:// works with both CLIs too).
 _ENGINE_URL_RE = re.compile(r"^(unix:///\S+|tcp://[A-Za-z0-9.\-\[\]:]+:\d{1,5}/?|ssh://\S+)$")
 _MISSING_OBJECT_RE = re.compile(r"no such (object|container|image|volume)", re.IGNORECASE)
-
-
-class EngineError(Exception):
-    """An engine command failed; carries what ran (redacted) for fail_json."""
-
-    def __init__(self, msg: str, cmd: str = "", rc: int | None = None, stderr: str = "",
-                 elapsed: float | None = None):
-        super().__init__(msg)
-        self.msg = msg
-        self.cmd = cmd
-        self.rc = rc
-        self.stderr = stderr
-        self.elapsed = elapsed
-
-    def as_fail_kwargs(self) -> dict:
-        out = {"msg": self.msg, "cmd": self.cmd, "rc": self.rc, "stderr": self.stderr}
-        if self.elapsed is not None:
-            out["elapsed"] = round(self.elapsed, 3)
-        return out
-
-
-class EngineTimeout(EngineError):
-    pass
 
 
 @dataclass
@@ -68,31 +53,25 @@ class Engine:
     commands: list = field(default_factory=list)
 
     def __post_init__(self):
-        if self.url is not None and not _ENGINE_URL_RE.match(self.url):
-            raise ValueError(
-                "engine_url %r is not an engine URL: use unix:///path/to/engine.sock or tcp://HOST:PORT"
-                % self.url)
+        if self.url is not None:
+            validate_engine_url(self.url, "engine_url")
         resolved = shutil.which(self.cli)
         if resolved is None:
-            raise ValueError(
+            raise SpecError(
                 "engine CLI %r not found on PATH: install it or set engine_cli to its full path" % self.cli)
         self.cli_path = resolved
 
     @property
     def kind(self) -> str:
         """'podman' or 'docker': which CLI dialect this binary speaks."""
-        return "podman" if "podman" in os.path.basename(os.path.realpath(self.cli_path)) else "docker"
+        return cli_kind(os.path.realpath(self.cli_path))
 
     def _base_argv(self) -> list:
-        argv = [self.cli_path]
-        if self.url and self.kind == "podman":
-            argv += ["--url", self.url]
-        return argv
+        return command_prefix(self.cli_path, self.url, self.kind)
 
     def _env(self) -> dict:
         env = dict(os.environ, LC_ALL="C", LANG="C")
-        if self.url and self.kind == "docker":
-            env["DOCKER_HOST"] = self.url
+        env.update(command_env(self.url, self.kind))
         return env
 
     def redact(self, text: str) -> str:
@@ -160,11 +139,16 @@ class Engine:
                     cmd=self.describe(["inspect"] + names), rc=res.rc, stderr=res.stderr)
         return _match_names(names, objects)
 
+    def pull(self, ref: str, timeout: float | None = None) -> Result:
+        return self.run(["pull", ref], timeout=max(timeout or self.default_timeout, PULL_TIMEOUT_FLOOR))
+
+    def copy_into(self, src: str, container: str, dest: str, timeout: float | None = None) -> Result:
+        return self.run(["cp", src, "%s:%s" % (container, dest)],
+                        timeout=max(timeout or self.default_timeout, COPY_TIMEOUT_FLOOR))
+
     def list_containers(self, timeout: float | None = None, label: str | None = None) -> list:
-        """Inspect every container (running or stopped), optionally filtered by label: 2 calls."""
-        args = ["ps", "-a", "-q", "--no-trunc"]
-        if label:
-            args += ["--filter", "label=%s" % label]
+        """Inspect every container (running or stopped), or those carrying ``label`` (KEY=VALUE): 2 calls."""
+        args = ["ps", "-a", "-q", "--no-trunc"] + (["--filter", "label=%s" % label] if label else [])
         ids = self.run(args, timeout=timeout).stdout.split()
         if not ids:
             return []
@@ -174,6 +158,29 @@ class Engine:
         except ValueError:
             raise EngineError("cannot parse container inspect output", cmd=self.describe(["container", "inspect"]),
                               rc=res.rc, stderr=res.stderr) from None
+
+
+def validate_engine_url(url, what: str) -> str:
+    """An engine URL both CLIs understand; the one check for engine_url and the URL forwarded into workspaces."""
+    if not isinstance(url, str) or not _ENGINE_URL_RE.match(url):
+        raise SpecError("%s %r is not an engine URL: use unix:///path/to/engine.sock, tcp://HOST:PORT or ssh://..."
+                        % (what, url))
+    return url
+
+
+def cli_kind(cli: str) -> str:
+    """'podman' (podman, podman-remote) or 'docker' (anything else), from the binary's name."""
+    return "podman" if "podman" in os.path.basename(cli) else "docker"
+
+
+def command_prefix(cli: str, url: str | None, kind: str | None = None) -> list:
+    """argv before the engine subcommand: podman takes the URL as --url, docker as DOCKER_HOST (command_env)."""
+    kind = kind or cli_kind(cli)
+    return [cli] + (["--url", url] if url and kind == "podman" else [])
+
+
+def command_env(url: str | None, kind: str) -> dict:
+    return {"DOCKER_HOST": url} if url and kind == "docker" else {}
 
 
 def effective_url(engine, environ=None) -> str | None:
@@ -186,6 +193,13 @@ def effective_url(engine, environ=None) -> str | None:
     return environ.get("DOCKER_HOST") if getattr(engine, "kind", "docker") == "docker" else environ.get("CONTAINER_HOST")
 
 
+def is_local(engine, environ=None) -> bool:
+    """Paths and IPs in inspect output are this host's only for an engine on this host (a unix socket or the
+    CLI's default); tcp:// and ssh:// engines are other machines or nested engines."""
+    url = effective_url(engine, environ)
+    return not url or url.startswith("unix://")
+
+
 def _kill_group(proc) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -195,6 +209,66 @@ def _kill_group(proc) -> None:
         proc.communicate(timeout=5)
     except subprocess.TimeoutExpired:
         pass
+
+
+# ------------------------------------------------------------------------------ reading inspect data
+def labels(obj: dict | None) -> dict:
+    return ((obj or {}).get("Config") or {}).get("Labels") or {}
+
+
+def container_state(obj: dict | None) -> str:
+    """'missing', 'running', 'paused' or 'stopped' (created, exited, dead...): the one reading of a container's
+    state. A paused container is not running: nothing answers inside it until it is unpaused."""
+    if obj is None:
+        return "missing"
+    state = obj.get("State") or {}
+    if isinstance(state, str):  # some docker-compatible outputs give the status as a string
+        status = state
+        running, paused = state == "running", state == "paused"
+    else:
+        status = state.get("Status") or ""
+        running, paused = bool(state.get("Running")), bool(state.get("Paused")) or status == "paused"
+    if paused:
+        return "paused"
+    return "running" if running else "stopped"
+
+
+def state_detail(obj: dict | None) -> str:
+    """The engine's own word for the state (exited, created, paused...) for messages."""
+    state = (obj or {}).get("State")
+    if isinstance(state, str):
+        return state
+    return (state or {}).get("Status") or container_state(obj)
+
+
+def is_running(obj: dict | None) -> bool:
+    return container_state(obj) == "running"
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    container_port: str   # "22/tcp"
+    host_ip: str          # "" means all addresses
+    host_port: int
+
+
+def port_bindings(obj: dict | None) -> list:
+    """Every host port a container publishes or has asked for (running or not), from both places inspect
+    keeps them (NetworkSettings.Ports of a running container, HostConfig.PortBindings of any)."""
+    seen = []
+    sources = (((obj or {}).get("NetworkSettings") or {}).get("Ports") or {},
+               ((obj or {}).get("HostConfig") or {}).get("PortBindings") or {})
+    for source in sources:
+        for container_port, bindings in source.items():
+            for b in bindings or []:
+                try:
+                    port = int((b or {}).get("HostPort") or 0)
+                except (TypeError, ValueError):
+                    continue
+                binding = PortBinding(container_port, (b or {}).get("HostIp") or "", port)
+                if port and binding not in seen:
+                    seen.append(binding)
+    return seen
 
 
 def object_kind(obj: dict) -> str:

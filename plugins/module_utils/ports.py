@@ -4,7 +4,7 @@
 """Host-wide allocation of SSH (2200-2400) and worker (7392-7500) host ports.
 
 Perry probed 127.0.0.1 only and ignored stopped containers, so a stopped workspace's port could be
-handed out twice (reference §1.5). Here: a host-wide lock held from allocation until the container
+handed out twice. Here: a host-wide lock held from allocation until the container
 exists, every container's published ports (running or stopped, from inspect), the ports already
 chosen in this run, and a bind probe on 0.0.0.0 (catches listeners on any IPv4 address).
 """
@@ -17,27 +17,15 @@ import os
 import socket
 import time
 
+from ansible_collections.perry.fleet.plugins.module_utils import engine as eng
+from ansible_collections.perry.fleet.plugins.module_utils.errors import WorkspaceError
 
 DEFAULT_LOCK_PATH = "/tmp/perry-fleet-ports.lock"
 
 
-class PortError(Exception):
-    pass
-
-
 def published_ports(container: dict) -> set:
     """Host ports a container publishes or has asked for, whether it runs or not."""
-    ports = set()
-    host_config = container.get("HostConfig") or {}
-    network = container.get("NetworkSettings") or {}
-    for bindings in list((host_config.get("PortBindings") or {}).values()) + list((network.get("Ports") or {}).values()):
-        for binding in bindings or []:
-            try:
-                ports.add(int(binding.get("HostPort") or 0))
-            except (TypeError, ValueError):
-                continue
-    ports.discard(0)
-    return ports
+    return {b.host_port for b in eng.port_bindings(container)}
 
 
 def port_holders(containers) -> dict:
@@ -75,8 +63,8 @@ class HostPortLock:
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise PortError("cannot open the port lock %s: %s (set port_lock_path to a path this user can "
-                            "create or read)" % (self.path, exc)) from None
+            raise WorkspaceError("cannot open the port lock %s: %s (set port_lock_path to a path this user can "
+                                 "create or read)" % (self.path, exc)) from None
         deadline = time.monotonic() + self.timeout
         delay = 0.02
         while True:
@@ -86,8 +74,8 @@ class HostPortLock:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     os.close(fd)
-                    raise PortError("timed out after %.0f s waiting for the host port lock %s (another perry.fleet "
-                                    "run holds it; retry, or raise engine_timeout)" % (self.timeout, self.path)) from None
+                    raise WorkspaceError("timed out after %.0f s waiting for the host port lock %s (another perry.fleet "
+                                         "run holds it; retry, or raise engine_timeout)" % (self.timeout, self.path)) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
         self._fd = fd
@@ -120,7 +108,7 @@ class PortAllocator:
             self.taken.add(port)
             return port
         held = ", ".join("%d=%s" % (p, self.holders.get(p, "this run")) for p in range(lo, hi + 1)[:10])
-        raise PortError(
+        raise WorkspaceError(
             "no free %s port in range %d-%d: all %d are taken (first holders: %s). Remove unused "
             "workspaces or widen the range." % (what, lo, hi, hi - lo + 1, held))
 
@@ -128,8 +116,8 @@ class PortAllocator:
         """A port the user asked for, or the one a workspace already had: it must not be someone else's."""
         holder = self.holders.get(port)
         if holder and holder != owner:
-            raise PortError("%s port %d is already used by %s: choose another or leave it unset" % (what, port, holder))
+            raise WorkspaceError("%s port %d is already used by %s: choose another or leave it unset" % (what, port, holder))
         if holder is None and not self.probe(port):
-            raise PortError("%s port %d is in use by a process on this host: choose another or leave it unset" % (what, port))
+            raise WorkspaceError("%s port %d is in use by a process on this host: choose another or leave it unset" % (what, port))
         self.taken.add(port)
         return port

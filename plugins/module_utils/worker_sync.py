@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Installing the Perry worker into a running workspace, atomically and only when it changed.
 
-Two artifact formats (reference §2): a compiled binary installed as /usr/local/bin/perry (the docker
+Two artifact formats (as Perry ships them): a compiled binary installed as /usr/local/bin/perry (the docker
 profile's default), or a JavaScript dist directory plus a POSIX sh wrapper at /usr/local/bin/perry
 that execs the container's bun on it (the podman profile's default: no host-specific linker paths).
 A content-hash manifest in the container makes an unchanged worker cost one exec, or none when the
@@ -18,24 +18,20 @@ import os
 import shlex
 from dataclasses import dataclass
 
+from ansible_collections.perry.fleet.plugins.module_utils import layout
+from ansible_collections.perry.fleet.plugins.module_utils import worker_process
 from ansible_collections.perry.fleet.plugins.module_utils.container_files import read_on_host
-from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, EngineError
+from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine
+from ansible_collections.perry.fleet.plugins.module_utils.errors import EngineError, SpecError, WorkspaceError
 
 LIB_DIR = "/usr/local/lib/perry"
 MANIFEST = LIB_DIR + "/MANIFEST"
-BIN_PATH = "/usr/local/bin/perry"
+BIN_PATH = layout.WORKER_BIN
 DIST_ENTRY = "cli.js"
+BUILD_DIST, BUILD_BINARY = "dist", "perry"   # what worker/build-cached.sh puts in its output directory
 BUN_PATH = "/usr/local/bin/bun"
-USER_LINK = "/home/workspace/.local/bin/perry"
+USER_LINK = layout.home_path(".local/bin/perry")
 ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
-# pkill -f pattern for the running worker: "/usr/local/bin/perry worker serve" or, for the dist form,
-# "bun /usr/local/lib/perry/current/cli.js worker serve". The bracket keeps the `sh -c` script that
-# runs pkill from matching itself; scripts that also start the worker must spell it as "$w worker serve".
-WORKER_PROCESS_RE = "[p]erry( |/current/cli[.]js )worker serve"
-
-
-class WorkerSyncError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -46,17 +42,27 @@ class WorkerArtifact:
     arch: str | None   # binaries only
 
     @classmethod
-    def from_path(cls, path: str) -> "WorkerArtifact":
+    def from_path(cls, path: str, preferred: str = "dist") -> "WorkerArtifact":
+        """A binary, a JS dist directory, or a build directory holding both (``perry`` and ``dist/``), from which
+        the runtime profile's ``preferred`` format is taken (the other when only that one was built)."""
         path = os.path.abspath(os.path.expanduser(path))
+        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, DIST_ENTRY)):
+            built = {"binary": os.path.join(path, BUILD_BINARY), "dist": os.path.join(path, BUILD_DIST)}
+            usable = [k for k in (preferred, "dist" if preferred == "binary" else "binary") if os.path.exists(built[k])]
+            if not usable:
+                raise SpecError("worker_source %s is a directory without %s, %s or %s: point it at the worker's JS "
+                                "dist directory, a compiled worker, or a worker/build-cached.sh output directory"
+                                % (path, DIST_ENTRY, BUILD_DIST, BUILD_BINARY))
+            path = built[usable[0]]
         if os.path.isdir(path):
             if not os.path.isfile(os.path.join(path, DIST_ENTRY)):
-                raise WorkerSyncError("worker_source %s is a directory without %s: point it at the worker's JS dist "
-                                      "directory (worker/dist after worker/build.sh)" % (path, DIST_ENTRY))
+                raise SpecError("worker_source %s is a directory without %s: point it at the worker's JS dist "
+                                "directory (worker/dist after worker/build.sh)" % (path, DIST_ENTRY))
             return cls(path, "dist", _tree_digest(path), None)
         if os.path.isfile(path):
             return cls(path, "binary", _file_digest(path), _elf_arch(path))
-        raise WorkerSyncError("worker_source %s does not exist on this host: build it with worker/build.sh or copy "
-                              "it here first" % path)
+        raise SpecError("worker_source %s does not exist on this host: build it with worker/build.sh or copy "
+                        "it here first" % path)
 
 
 def _file_digest(path: str) -> str:
@@ -81,8 +87,8 @@ def _elf_arch(path: str) -> str:
     with open(path, "rb") as fh:
         head = fh.read(20)
     if head[:4] != b"\x7fELF":
-        raise WorkerSyncError("worker_source %s is not a Linux (ELF) binary: build it for Linux with "
-                              "`bun build --compile --target=bun-linux-x64` or use the JS dist directory" % path)
+        raise SpecError("worker_source %s is not a Linux (ELF) binary: build it for Linux with "
+                        "`bun build --compile --target=bun-linux-x64` or use the JS dist directory" % path)
     machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
     return ELF_MACHINES.get(machine, "elf-machine-%d" % machine)
 
@@ -108,7 +114,7 @@ class WorkerSync:
         return (lines[0].strip() if lines else ""), (lines[1].strip() if len(lines) > 1 else "")
 
     def sync(self, container: str, check_mode: bool = False, inspected: dict | None = None) -> dict:
-        """Returns {'changed', 'digest', 'kind', 'action'}; raises WorkerSyncError with advice.
+        """Returns {'changed', 'digest', 'kind', 'action'}; raises WorkspaceError with advice.
 
         ``inspected`` (the container's inspect) lets an unchanged worker be recognised without an exec."""
         result = {"kind": self.artifact.kind, "digest": self.artifact.digest, "changed": False, "action": "unchanged"}
@@ -117,7 +123,7 @@ class WorkerSync:
             return result  # the arch was checked when this very artifact was installed
         arch, installed = self.probe(container)
         if self.artifact.kind == "binary" and self.artifact.arch != arch:
-            raise WorkerSyncError(
+            raise WorkspaceError(
                 "worker binary %s is built for %s but container %s runs %s: build the worker for %s (or use the JS "
                 "dist directory, which runs on any architecture with bun)"
                 % (self.artifact.path, self.artifact.arch, container, arch, arch))
@@ -134,7 +140,7 @@ class WorkerSync:
         return result
 
     def _copy(self, src: str, container: str, dest: str) -> None:
-        self.engine.run(["cp", src, "%s:%s" % (container, dest)], timeout=max(self.timeout, 120))
+        self.engine.copy_into(src, container, dest, timeout=self.timeout)
 
     def _install_binary(self, container: str) -> None:
         tmp = "%s.new-%s" % (BIN_PATH, self.artifact.digest[:12])
@@ -170,20 +176,17 @@ class WorkerSync:
             install_cmd,
             "mkdir -p %s" % os.path.dirname(USER_LINK),
             "ln -sfn %s %s" % (BIN_PATH, USER_LINK),
-            "chown -h workspace:workspace %s %s 2>/dev/null || true" % (os.path.dirname(USER_LINK), USER_LINK),
+            "chown -h %s:%s %s %s 2>/dev/null || true" % (layout.USER, layout.USER, os.path.dirname(USER_LINK), USER_LINK),
             "mkdir -p %s && printf '%%s\\n' %s > %s.new && mv -f %s.new %s" % (
                 LIB_DIR, shlex.quote(self.manifest_line()), MANIFEST, MANIFEST, MANIFEST),
         ])
         try:
             self.engine.run(["exec", "-u", "root", container] + _sh(script), timeout=self.timeout)
         except EngineError as exc:
-            raise WorkerSyncError("installing the worker in %s failed: %s" % (container, exc.stderr.strip() or exc.msg)) from None
+            raise WorkspaceError("installing the worker in %s failed: %s" % (container, exc.stderr.strip() or exc.msg)) from None
 
     def _restart_worker(self, container: str) -> None:
-        """New content: stop the old worker. The image's entrypoint supervisor starts the new one within
-        seconds; images without it get the worker started here."""
-        script = ("pkill -f '%s' || true; w=%s; "
-                  "if [ ! -x /usr/local/bin/perry-entrypoint ]; then "
-                  "su -s /bin/sh workspace -c \"cd /home/workspace && nohup $w worker serve >/tmp/perry-worker.log 2>&1 &\"; fi"
-                  % (WORKER_PROCESS_RE, BIN_PATH))
-        self.engine.run(["exec", "-u", "root", container] + _sh(script), timeout=self.timeout)
+        """New content: stop the old worker; the image's supervisor (or worker_process) starts the new one."""
+        res = worker_process.restart(self.engine, container, self.timeout)
+        if res.rc != 0:
+            raise WorkspaceError("restarting the worker in %s failed (rc=%d): %s" % (container, res.rc, res.stderr.strip()))

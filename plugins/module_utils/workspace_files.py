@@ -4,7 +4,7 @@
 """Files placed in a workspace's home (credentials, git config, SSH keys) with Perry's modes.
 
 Perry copies credential files with `docker cp` and then runs `chmod -R` with a file mode on whole
-directories, which strips the execute bit from nested directories (reference §1.10, bug 16). Here
+directories, which strips the execute bit from nested directories. Here
 every file gets its own mode and every directory we create gets a directory mode (0700 under .ssh,
 0755 elsewhere), all owned by `workspace`. Contents travel through a 0600 staging copy, never argv,
 and a manifest of (path, mode, content hash) makes an unchanged set cost one exec (none when it can be
@@ -22,20 +22,18 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
+from ansible_collections.perry.fleet.plugins.module_utils import layout
 from ansible_collections.perry.fleet.plugins.module_utils.container_files import read_on_host
-from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, EngineError
+from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine
+from ansible_collections.perry.fleet.plugins.module_utils.errors import EngineError, SpecError, WorkspaceError
 
-HOME = "/home/workspace"
-MANIFEST = HOME + "/.config/perry-fleet/files.manifest"
-USER = "workspace"
+HOME = layout.HOME
+MANIFEST = layout.home_path(".config/perry-fleet/files.manifest")
+USER = layout.USER
 # Perry's rule: under .ssh everything is secret except public keys, config and known_hosts; agent
 # credential files are secret too.
 _PUBLIC_SSH = (".pub", "config", "known_hosts")
 _SECRET_NAMES = (".credentials.json", "auth.json", "mcp-auth.json", ".git-credentials")
-
-
-class FilesError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -58,17 +56,17 @@ def default_mode(dest: str) -> str:
 
 def normalize_dest(dest) -> str:
     if not isinstance(dest, str) or not dest.strip():
-        raise FilesError("files: each entry needs dest, a path in the workspace home such as ~/.gitconfig")
+        raise SpecError("files: each entry needs dest, a path in the workspace home such as ~/.gitconfig")
     path = dest.strip()
     if path.startswith("~/"):
         path = HOME + path[1:]
     elif not path.startswith("/"):
         path = HOME + "/" + path
     if "\x00" in path or "\n" in path:
-        raise FilesError("files: dest %r contains a NUL or newline" % dest)
+        raise SpecError("files: dest %r contains a NUL or newline" % dest)
     norm = posixpath.normpath(path)
     if not norm.startswith(HOME + "/"):
-        raise FilesError("files: dest %r is outside the workspace home %s (no '..' or other absolute paths)" % (dest, HOME))
+        raise SpecError("files: dest %r is outside the workspace home %s (no '..' or other absolute paths)" % (dest, HOME))
     return norm
 
 
@@ -77,22 +75,22 @@ def build_files(entries) -> list:
     out = {}
     for entry in entries or []:
         if not isinstance(entry, dict):
-            raise FilesError("files: each entry must be a mapping with dest and content or src")
+            raise SpecError("files: each entry must be a mapping with dest and content or src")
         dest = normalize_dest(entry.get("dest"))
         content, src = entry.get("content"), entry.get("src")
         if (content is None) == (src is None):
-            raise FilesError("files: %s needs exactly one of content or src" % dest)
+            raise SpecError("files: %s needs exactly one of content or src" % dest)
         if src is not None:
             src = os.path.expanduser(src)
             if not os.path.isfile(src):
-                raise FilesError("files: src %s for %s is not a file on this host" % (src, dest))
+                raise SpecError("files: src %s for %s is not a file on this host" % (src, dest))
             with open(src, "rb") as fh:
                 data = fh.read()
         else:
             data = content.encode() if isinstance(content, str) else json.dumps(content).encode()
         mode = str(entry.get("mode") or default_mode(dest))
         if not (len(mode) in (3, 4) and all(c in "01234567" for c in mode)):
-            raise FilesError("files: mode %r for %s is not an octal mode such as 0600" % (mode, dest))
+            raise SpecError("files: mode %r for %s is not an octal mode such as 0600" % (mode, dest))
         out[dest] = WorkspaceFile(dest, mode.zfill(4), data)
     return [out[k] for k in sorted(out)]
 
@@ -150,11 +148,11 @@ class FilesSync:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(f.content)
             self.engine.run(["exec", "-u", "root", container, "rm", "-rf", staging], timeout=self.timeout)
-            self.engine.run(["cp", tmp, "%s:%s" % (container, staging)], timeout=max(self.timeout, 120))
+            self.engine.copy_into(tmp, container, staging, timeout=self.timeout)
             self.engine.run(["exec", "-u", "root", container, "sh", "-c", install_script(files, staging, digest)],
                             timeout=self.timeout)
         except EngineError as exc:
-            raise FilesError("placing files in %s failed: %s" % (container, exc.stderr.strip() or exc.msg)) from None
+            raise WorkspaceError("placing files in %s failed: %s" % (container, exc.stderr.strip() or exc.msg)) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return result

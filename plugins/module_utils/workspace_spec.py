@@ -1,11 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: perry.fleet contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A Perry workspace as data: validated input -> desired container spec -> engine argv and hash.
+"""A Perry workspace as data: the options declared once -> validated items -> desired container spec -> argv, hash.
 
-No I/O here. Names, labels, mounts and ports follow Perry (reference §1): container and home volume
-``workspace-<name>``, DinD volume ``workspace-<name>-docker``, labels ``workspace.name`` and
-``workspace.managed=true``. What differs between runtimes comes from the runtime profile table.
+No I/O here. WORKSPACE_OPTIONS is the one table of the options a workspace can set: it feeds the argument spec
+(top level and each ``workspaces`` entry), the generated doc fragment (plugins/doc_fragments/workspace.py, kept in
+step by a unit test) and the list of per-entry keys. What differs between runtimes comes from the runtime profile
+table; names, labels and paths from layout.py.
 """
 
 from __future__ import annotations
@@ -16,46 +17,160 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import RuntimeProfile
+from ansible_collections.perry.fleet.plugins.module_utils import layout
+from ansible_collections.perry.fleet.plugins.module_utils.engine import validate_engine_url
+from ansible_collections.perry.fleet.plugins.module_utils.errors import SpecError
+from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import RuntimeProfile, get_profile
+from ansible_collections.perry.fleet.plugins.module_utils.workspace_files import build_files
 
-PREFIX = "workspace-"
-NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MEMORY_RE = re.compile(r"^[1-9][0-9]*[bkmgBKMG]?$")
-SSH_PORT_RANGE = (2200, 2400)
-WORKER_PORT_RANGE = (7392, 7500)
-WORKER_PORT = 7392           # inside the container
-HOME_MOUNT = "/home/workspace"
-DIND_MOUNT = "/var/lib/docker"
-
-LABEL_NAME = "workspace.name"
-LABEL_MANAGED = "workspace.managed"
-LABEL_SPEC = "perry.fleet.spec"            # JSON of the non-secret desired spec (for diffs)
-LABEL_SPEC_HASH = "perry.fleet.spec-hash"  # hash of the full desired spec, secrets included
+STATES = ("present", "started", "stopped", "restarted", "absent")
 SECRET_KEYS_ENV = "PERRY_SECRET_ENV_KEYS"  # tells the entrypoint which keys go to the 0600 file
 # Env keys the module owns; users setting them would silently change the workspace's wiring.
 RESERVED_ENV = frozenset({"DOCKER_HOST", SECRET_KEYS_ENV})
 
 
-class SpecError(ValueError):
-    """Bad input; the message says what to do."""
+# ------------------------------------------------------------------------------------------ the options
+@dataclass(frozen=True)
+class Option:
+    """One option of a workspace: its argument spec, its documentation, and whether an entry may set it."""
+
+    name: str
+    type: str
+    doc: tuple
+    default: object = None
+    choices: tuple | None = None
+    elements: str | None = None
+    no_log: bool = False
+    suboptions: tuple | None = None   # of Option
+    required: bool = False            # in a `workspaces` entry
+
+    def spec(self, with_default: bool = True) -> dict:
+        out = {"type": self.type}
+        if with_default and self.default is not None:
+            out["default"] = self.default
+        for key in ("choices", "elements"):
+            if getattr(self, key) is not None:
+                out[key] = list(getattr(self, key)) if key == "choices" else getattr(self, key)
+        if self.no_log:
+            out["no_log"] = True
+        if self.suboptions:
+            out["options"] = {o.name: dict(o.spec(), **({"required": True} if o.required else {}))
+                              for o in self.suboptions}
+        return out
 
 
-def validate_name(name) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise SpecError("workspace name is empty: give 1-63 characters of a-z, 0-9 and '-'")
-    name = name.strip()
-    if name == "@host":
-        raise SpecError("'@host' is reserved by Perry for the host machine: choose another workspace name")
-    if len(name) > 63:
-        raise SpecError("workspace name %r is %d characters long: Perry allows at most 63" % (name, len(name)))
-    if not NAME_RE.match(name):
-        raise SpecError(
-            "workspace name %r is invalid: use lowercase a-z, 0-9 and '-', starting and ending with a "
-            "letter or digit (Perry's rule ^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$)" % name)
-    return name
+FILE_OPTIONS = (
+    Option("dest", "str", ("Path in the workspace home (C(~/...) or relative to C(/home/workspace)); must stay "
+                           "inside it.",), required=True),
+    Option("content", "str", ("File content (secret; never logged). Exactly one of O(files[].content) and "
+                              "O(files[].src).",), no_log=True),
+    Option("src", "path", ("Path of a file on the managed host to copy.",)),
+    Option("mode", "str", ("Octal mode. Default follows Perry, V(0600) under C(.ssh) (except C(*.pub), C(config), "
+                           "C(known_hosts)) and for credential files (C(.credentials.json), C(auth.json), "
+                           "C(.git-credentials)), V(0644) otherwise.",)),
+)
+
+WORKSPACE_OPTIONS = (
+    Option("name", "str", (
+        "Workspace name, 1-63 characters of V(a-z), V(0-9) and V(-), starting and ending with a letter or digit "
+        "(Perry's rule). V(@host) is reserved.",
+        "Mutually exclusive with O(workspaces).",), required=True),
+    Option("state", "str", (
+        "V(present) the container exists with the wanted spec (a new one is created, not started; a recreated one "
+        "keeps its running state; a paused one stays paused).",
+        "V(started) exists and runs (a paused container is unpaused), and accepts C(exec) (bounded by "
+        "O(start_timeout)).",
+        "V(stopped) exists and is stopped. V(restarted) is stopped and started again.",
+        "V(absent) the container is removed; volumes are kept unless O(purge=true).",),
+        default="started", choices=STATES),
+    Option("image", "str", (
+        "Workspace image, for example the one the P(perry.fleet.image#role) role builds (C(localhost/perry:latest)).",
+        "Required unless O(state=absent). Its id is part of the spec, so a rebuilt image recreates the container.",)),
+    Option("env", "dict", (
+        "Environment for the container (values are strings). C(DOCKER_HOST) is set through O(docker_host).",),
+        default={}),
+    Option("secret_env", "dict", (
+        "Secret environment (API keys, tokens). Same path into the container as O(env) but never shown in results, "
+        "diffs or logs; the image's entrypoint writes these keys to a 0600 file instead of C(/etc/environment).",),
+        default={}, no_log=True),
+    Option("docker_host", "str", (
+        "Engine URL forwarded into a O(runtime=podman) workspace as C(DOCKER_HOST), for example "
+        "C(tcp://podman-in-podman:2375). Refused with O(runtime=docker), whose workspaces run their own engine.",)),
+    Option("privileged", "bool", (
+        "Run privileged. Defaults to the runtime profile (V(true) for docker, V(false) for podman); V(true) is "
+        "refused for podman.",)),
+    Option("memory", "str", ("Memory limit, for example V(4g).",)),
+    Option("cpus", "float", ("CPU limit, for example V(1.5).",)),
+    Option("pids_limit", "int", ("Maximum number of processes in the container.",)),
+    Option("ssh_port", "int", (
+        "Host port for SSH (container port 22). Default is the one the workspace has, else the first free one.",)),
+    Option("worker_port", "int", (
+        "Host port (on 127.0.0.1 only) for the worker's port 7392, O(runtime=podman) only. Default is the one the "
+        "workspace has, else the first free one.",)),
+    Option("bind_address", "str", (
+        "Host address the SSH port is published on. The worker port is always published on 127.0.0.1.",),
+        default="127.0.0.1"),
+    Option("purge", "bool", ("With O(state=absent), also remove the home volume and the DinD volume.",),
+           default=False),
+    Option("adopt", "bool", (
+        "Recreate a C(workspace-<name>) container that perry.fleet did not create (for example one made by Perry "
+        "itself), keeping its volumes. Without it such a container is an error and is left alone.",),
+        default=False),
+    Option("files", "list", (
+        "Files to place in every running workspace's home, such as Claude Code's C(~/.claude/.credentials.json), "
+        "C(~/.gitconfig) or C(~/.ssh/authorized_keys). Owned by C(workspace); parent directories are created with "
+        "0700 under C(.ssh) and 0755 elsewhere (never a recursive chmod).",
+        "A manifest of paths, modes and content hashes in the workspace makes an unchanged set cost one exec, or "
+        "none when the manifest can be read in the home volume on this host (root with a local engine).",
+        "Contents are staged in 0600 files and copied with the engine's C(cp), never put on a command line.",),
+        default=[], elements="dict", suboptions=FILE_OPTIONS),
+)
+ITEM_OPTIONS = tuple(o.name for o in WORKSPACE_OPTIONS)
 
 
+def argument_spec() -> dict:
+    """The workspace options at the top level (with defaults) and as ``workspaces`` entries (without: an entry's
+    unset key takes the top-level value)."""
+    spec = {o.name: o.spec() for o in WORKSPACE_OPTIONS}
+    entry = {}
+    for o in WORKSPACE_OPTIONS:
+        entry[o.name] = o.spec(with_default=False)
+        if o.required:
+            entry[o.name]["required"] = True
+    spec["workspaces"] = dict(type="list", elements="dict", options=entry)
+    return spec
+
+
+def _option_doc(o: Option, in_entry: bool = False, sub: bool = False) -> dict:
+    if in_entry:
+        description = ["Workspace name (same rule as O(name))."] if o.name == "name" else ["Overrides O(%s)." % o.name]
+    else:
+        description = list(o.doc)
+    out = {"description": description}
+    out.update({k: v for k, v in o.spec(with_default=not in_entry).items() if k not in ("options", "no_log")})
+    if o.required and (in_entry or sub):
+        out["required"] = True
+    if o.suboptions:
+        out["suboptions"] = {s.name: _option_doc(s, sub=True) for s in o.suboptions}
+    return out
+
+
+def doc_fragment() -> dict:
+    """The options' documentation as doc_fragments/workspace.py holds it (a unit test compares the two)."""
+    options = {o.name: _option_doc(o) for o in WORKSPACE_OPTIONS}
+    options["workspaces"] = {
+        "description": ["Several workspaces in one task (one inspect for all). Each entry needs C(name) and may "
+                        "override any other workspace option; module-level values are the defaults.",
+                        "Mutually exclusive with O(name)."],
+        "type": "list", "elements": "dict",
+        "suboptions": {o.name: _option_doc(o, in_entry=True) for o in WORKSPACE_OPTIONS},
+    }
+    return {"options": options}
+
+
+# ------------------------------------------------------------------------------------------- validation
 def validate_env(env, what: str) -> dict:
     env = env or {}
     if not isinstance(env, dict):
@@ -86,10 +201,12 @@ def validate_port(port, port_range, what: str):
     return port
 
 
-def validate_range(port_range, what: str):
-    lo, hi = port_range
-    if not (1 <= lo <= hi <= 65535):
-        raise SpecError("%s %d-%d is not a valid port range: need 1 <= start <= end <= 65535" % (what, lo, hi))
+def validate_range(value, what: str) -> tuple:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise SpecError("%s must be [start, end], got %r" % (what, value))
+    lo, hi = value
+    if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi <= 65535):
+        raise SpecError("%s %s-%s is not a valid port range: need 1 <= start <= end <= 65535" % (what, lo, hi))
     return (lo, hi)
 
 
@@ -102,14 +219,88 @@ def validate_address(address, what: str) -> str:
                         "this host" % (what, address)) from None
 
 
-def container_name(name: str) -> str:
-    return PREFIX + name
+def expand_items(params: dict) -> list:
+    """The single form (name=...) and the list form (workspaces=[...]) as one list of items."""
+    defaults = {k: params.get(k) for k in ITEM_OPTIONS}
+    raw = params.get("workspaces")
+    if raw is None:
+        return [defaults]
+    items = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            raise SpecError("each entry of workspaces must be a mapping with at least a name")
+        unknown = sorted(set(entry) - set(ITEM_OPTIONS))
+        if unknown:
+            raise SpecError("unknown key(s) %s in a workspaces entry: allowed are %s"
+                            % (", ".join(unknown), ", ".join(ITEM_OPTIONS)))
+        item = dict(defaults)
+        item.update({k: v for k, v in entry.items() if v is not None})
+        items.append(item)
+    return items
 
 
+def validate_item(item: dict, profile: RuntimeProfile, ssh_port_range: tuple, worker_port_range: tuple) -> dict:
+    """One workspace's options, checked and normalised; raises SpecError saying what to do."""
+    item = dict(item)
+    item["name"] = layout.validate_name(item.get("name"))
+    name = item["name"]
+    item["state"] = item.get("state") or "started"
+    if item["state"] not in STATES:
+        raise SpecError("state %r for %s is invalid: use one of %s" % (item["state"], name, ", ".join(STATES)))
+    item["env"] = validate_env(item.get("env"), "env")
+    item["secret_env"] = validate_env(item.get("secret_env"), "secret_env")
+    both = sorted(set(item["env"]) & set(item["secret_env"]))
+    if both:
+        raise SpecError("%s set in both env and secret_env: keep each key in one of them" % ", ".join(both))
+    if item.get("privileged") is None:
+        item["privileged"] = profile.privileged
+    if item["privileged"] and not profile.privileged:
+        raise SpecError(
+            "privileged=true is refused for runtime=%s: rootless workspaces cannot be privileged "
+            "(use runtime=docker for Docker-in-Docker)" % profile.name)
+    if item.get("docker_host"):
+        if not profile.forward_docker_host:
+            raise SpecError(
+                "docker_host is forwarded only with runtime=podman; runtime=%s workspaces run their own "
+                "engine (Docker-in-Docker). Unset docker_host or use runtime=podman." % profile.name)
+        validate_engine_url(item["docker_host"], "docker_host")
+    memory = item.get("memory")
+    if memory is not None and not MEMORY_RE.match(str(memory)):
+        raise SpecError("memory %r is invalid: use a number with an optional unit b, k, m or g (e.g. 4g)" % memory)
+    if item.get("cpus") is not None and float(item["cpus"]) <= 0:
+        raise SpecError("cpus must be greater than 0")
+    if item.get("pids_limit") is not None and int(item["pids_limit"]) <= 0:
+        raise SpecError("pids_limit must be greater than 0")
+    validate_port(item.get("ssh_port"), ssh_port_range, "ssh_port")
+    if item.get("worker_port") is not None and not profile.publish_worker_port:
+        raise SpecError("worker_port is published only with runtime=podman; runtime=%s reaches the worker "
+                        "without a published port. Unset worker_port." % profile.name)
+    validate_port(item.get("worker_port"), worker_port_range, "worker_port")
+    item["bind_address"] = validate_address(item.get("bind_address") or "127.0.0.1", "bind_address")
+    item["files"] = build_files(item.get("files"))
+    if item["state"] != "absent" and not item.get("image"):
+        raise SpecError("image is required for state=%s (build one with the perry.fleet.image role)" % item["state"])
+    return item
+
+
+def validate_items(items: list, runtime: str, ssh_port_range: tuple, worker_port_range: tuple) -> list:
+    """Every item checked before anything is created; a name listed twice is refused."""
+    profile = get_profile(runtime)
+    out, seen = [], set()
+    for item in items:
+        item = validate_item(item, profile, ssh_port_range, worker_port_range)
+        if item["name"] in seen:
+            raise SpecError("workspace %r is listed twice" % item["name"])
+        seen.add(item["name"])
+        out.append(item)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- the spec
 def volume_names(name: str, profile: RuntimeProfile) -> dict:
-    vols = {"home": PREFIX + name}
+    vols = {"home": layout.home_volume(name)}
     if profile.dind_volume:
-        vols["docker"] = PREFIX + name + "-docker"
+        vols["docker"] = layout.dind_volume(name)
     return vols
 
 
@@ -134,7 +325,7 @@ class WorkspaceSpec:
 
     @property
     def container(self) -> str:
-        return container_name(self.name)
+        return layout.container_name(self.name)
 
     @property
     def volumes(self) -> dict:
@@ -173,10 +364,10 @@ class WorkspaceSpec:
 
     def labels(self) -> dict:
         return {
-            LABEL_NAME: self.name,
-            LABEL_MANAGED: "true",
-            LABEL_SPEC: json.dumps(self.public(), sort_keys=True, separators=(",", ":")),
-            LABEL_SPEC_HASH: self.spec_hash(),
+            layout.LABEL_NAME: self.name,
+            layout.LABEL_MANAGED: "true",
+            layout.LABEL_SPEC: json.dumps(self.public(), sort_keys=True, separators=(",", ":")),
+            layout.LABEL_SPEC_HASH: self.spec_hash(),
         }
 
     def create_args(self, env_file: str, label_file: str) -> list:
@@ -188,13 +379,13 @@ class WorkspaceSpec:
             args.append("--privileged")
         if self.profile.set_hostname:
             args += ["--hostname", self.name]
-        args += ["-v", "%s:%s:rw" % (self.volumes["home"], HOME_MOUNT)]
+        args += ["-v", "%s:%s:rw" % (self.volumes["home"], layout.HOME)]
         if "docker" in self.volumes:
-            args += ["-v", "%s:%s:rw" % (self.volumes["docker"], DIND_MOUNT)]
-        args += ["-p", "%s:%d:22/tcp" % (self.bind_address, self.ssh_port)]
+            args += ["-v", "%s:%s:rw" % (self.volumes["docker"], layout.DIND_MOUNT)]
+        args += ["-p", "%s:%d:%d/tcp" % (self.bind_address, self.ssh_port, layout.SSH_PORT)]
         if self.profile.publish_worker_port and self.worker_port:
             # The worker has no auth: loopback only, whatever bind_address says.
-            args += ["-p", "127.0.0.1:%d:%d/tcp" % (self.worker_port, WORKER_PORT)]
+            args += ["-p", "127.0.0.1:%d:%d/tcp" % (self.worker_port, layout.WORKER_PORT)]
         if self.memory:
             args += ["--memory", self.memory]
         if self.cpus:
@@ -212,7 +403,7 @@ def kv_file_text(pairs: dict) -> str:
 
 def spec_from_labels(labels) -> dict | None:
     try:
-        return json.loads((labels or {}).get(LABEL_SPEC, ""))
+        return json.loads((labels or {}).get(layout.LABEL_SPEC, ""))
     except ValueError:
         return None
 

@@ -209,14 +209,12 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.perry.fleet.plugins.module_utils.engine import EngineError
+from ansible_collections.perry.fleet.plugins.module_utils.errors import PerryError
 from ansible_collections.perry.fleet.plugins.module_utils.module_args import (
-    WORKER_TARGET_RULES, engine_argument_spec, make_engine, worker_target_argument_spec)
-from ansible_collections.perry.fleet.plugins.module_utils.transport import Transport, TransportError
-from ansible_collections.perry.fleet.plugins.module_utils.worker_client import (
-    AGENT_TYPES, HAS_JMESPATH, JMESPATH_IMPORT_ERROR, SessionClient, WorkerError, apply_query, compile_query,
-    filter_sessions, parse_since, resolve_targets, run_parallel, sort_sessions, validate_session_id, workspace_names)
-from ansible_collections.perry.fleet.plugins.module_utils.workspace_spec import SpecError
+    WORKER_TARGET_RULES, engine_argument_spec, make_engine, make_targets, worker_target_argument_spec)
+from ansible_collections.perry.fleet.plugins.module_utils.sessions import (
+    AGENT_TYPES, HAS_JMESPATH, JMESPATH_IMPORT_ERROR, SessionRequest, compile_query, parse_since, query_workspaces,
+    sort_sessions, validate_session_id)
 
 
 def main():
@@ -248,78 +246,26 @@ def main():
         module.fail_json(msg="request_timeout must be greater than 0 seconds")
     if p["limit"] < 1 or p["offset"] < 0:
         module.fail_json(msg="limit must be at least 1 and offset at least 0")
+    engine = None
     try:
-        names = workspace_names(p["name"], p["names"])
-        since_ms = parse_since(p["since"])
-        validate_session_id(p["session_id"])
+        request = SessionRequest(
+            session_id=validate_session_id(p["session_id"]), messages=p["messages"], limit=p["limit"],
+            offset=p["offset"], agent_types=p["agent_type"], since_ms=parse_since(p["since"]),
+            delete=p["state"] == "absent", check_mode=module.check_mode, request_timeout=p["request_timeout"])
         query = compile_query(p["query"]) if p["query"] else None
         engine = make_engine(p)
-    except (SpecError, WorkerError, ValueError) as exc:
-        module.fail_json(msg=str(exc))
+        results = query_workspaces(engine, make_targets(engine, p), request)
+    except PerryError as exc:
+        module.fail_json(commands=engine.commands if engine else [], **exc.as_fail_kwargs())
 
-    try:
-        targets = resolve_targets(engine, names, p["transport"], p["runtime"])
-    except EngineError as exc:
-        module.fail_json(commands=engine.commands, **exc.as_fail_kwargs())
-    except TransportError as exc:
-        module.fail_json(msg=str(exc))
-
-    transport = Transport(engine)
-    absent = p["state"] == "absent"
-    sid = p["session_id"]
-
-    def one(target):
-        entry = {"name": target.workspace, "container": target.container, "transport": target.transport,
-                 "fallback": target.fallback, "ok": False, "error": None, "sessions": [], "count": 0}
-        if sid is not None:
-            entry["session"] = None
-        if p["messages"]:
-            entry["messages"] = None
-        if absent:
-            entry["deleted"] = False
-        if not target.exists:
-            entry["error"] = "container %s does not exist" % target.container
-            return entry
-        if not target.running:
-            entry["error"] = "container %s is not running (state: %s)" % (target.container, target.state)
-            return entry
-        client = SessionClient(transport, target, p["request_timeout"])
-        try:
-            if sid is None:
-                entry["sessions"] = filter_sessions(client.list(), p["agent_type"], since_ms)
-            else:
-                entry["session"] = client.get(sid)
-                if entry["session"] is not None:
-                    entry["sessions"] = [entry["session"]]
-                if p["messages"]:
-                    entry["messages"] = client.messages(sid, p["limit"], p["offset"])
-                if absent and entry["session"] is not None:
-                    entry["deleted"] = True if module.check_mode else client.delete(sid)
-                    if not entry["deleted"]:
-                        entry["sessions"] = []
-            entry["ok"] = True
-        except WorkerError as exc:
-            entry["error"] = str(exc)
-        entry["count"] = len(entry["sessions"])
-        return entry
-
-    # Every request is bounded by request_timeout (+ the exec grace); delete makes two.
-    bound = p["request_timeout"] * (3 if absent or p["messages"] else 1) + 2
-    results = run_parallel(one, targets, bound=bound)
-    for i, res in enumerate(results):
-        if isinstance(res, BaseException):
-            t = targets[i]
-            results[i] = {"name": t.workspace, "container": t.container, "transport": t.transport,
-                          "fallback": t.fallback, "ok": False, "error": "worker request failed: %s" % res,
-                          "sessions": [], "count": 0}
     sessions = sort_sessions([s for r in results for s in r["sessions"]])
     failed = [r["name"] for r in results if r["error"]]
-    changed = absent and any(r.get("deleted") for r in results)
-    out = dict(changed=changed, sessions=sessions, workspaces=results, failed_workspaces=failed,
-               commands=engine.commands, elapsed=round(time.monotonic() - start, 3))
+    out = dict(changed=request.delete and any(r.get("deleted") for r in results), sessions=sessions,
+               workspaces=results, failed_workspaces=failed, commands=engine.commands,
+               elapsed=round(time.monotonic() - start, 3))
     if query is not None:
-        out["query_result"] = apply_query(query, sessions)
-    if absent:
+        out["query_result"] = query.search(sessions)
+    if request.delete:
         out["diff"] = {"before": {"sessions": ["%s/%s" % (s["workspace"], s["id"]) for s in sessions]},
                        "after": {"sessions": []}}
     if failed and p["fail_on_error"]:

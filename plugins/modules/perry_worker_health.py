@@ -62,8 +62,8 @@ options:
   restart_on_mismatch:
     description:
       - When the worker answers with a version other than O(expected_version), kill it
-        (C(pkill -f '[p]erry.* worker serve') as C(workspace)) and wait again. The image's supervisor restarts it;
-        if none does within 3 seconds the module starts it with
+        (C(pkill -f '(^|/)[p]erry( |/current/cli[.]js )worker serve') as C(workspace)) and wait again. The
+        image's supervisor restarts it; if none does within 3 seconds the module starts it with
         C(nohup /usr/local/bin/perry worker serve >/tmp/perry-worker.log 2>&1 &).
       - A restarted worker that still reports the wrong version fails at once, as the installed worker is that
         version and needs a sync.
@@ -171,13 +171,11 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.perry.fleet.plugins.module_utils.engine import EngineError
+from ansible_collections.perry.fleet.plugins.module_utils.errors import EngineError, PerryError
 from ansible_collections.perry.fleet.plugins.module_utils.module_args import (
-    WORKER_TARGET_RULES, engine_argument_spec, make_engine, worker_target_argument_spec)
-from ansible_collections.perry.fleet.plugins.module_utils.transport import TransportError
-from ansible_collections.perry.fleet.plugins.module_utils.worker_client import (
-    HealthOptions, WorkerError, check_many, failure_message, process_start, resolve_targets, workspace_names)
-from ansible_collections.perry.fleet.plugins.module_utils.workspace_spec import SpecError
+    WORKER_TARGET_RULES, engine_argument_spec, make_engine, make_targets, worker_target_argument_spec)
+from ansible_collections.perry.fleet.plugins.module_utils.worker_health import (
+    HealthOptions, check_many, failure_message, process_start)
 
 
 def main():
@@ -207,23 +205,17 @@ def main():
     opts = HealthOptions(timeout=p["timeout"], interval=p["interval"], request_timeout=p["request_timeout"],
                          expected_version=p["expected_version"], restart_on_mismatch=p["restart_on_mismatch"],
                          check_mode=module.check_mode)
+    engine = None
     try:
-        names = workspace_names(p["name"], p["names"])
         engine = make_engine(p)
-    except (SpecError, WorkerError, ValueError) as exc:
-        module.fail_json(msg=str(exc))
-
-    try:
         # The inspect is part of the deadline too: a stalled engine fails the task at the deadline.
-        targets = resolve_targets(engine, names, p["transport"], p["runtime"],
-                                  timeout=min(p["engine_timeout"], p["timeout"]))
-    except EngineError as exc:
+        targets = make_targets(engine, p, timeout=min(p["engine_timeout"], p["timeout"]))
+    except PerryError as exc:
         fail = exc.as_fail_kwargs()
-        fail["msg"] = "cannot inspect the workspaces' containers: %s" % fail["msg"]
-        fail["elapsed"] = round(time.monotonic() - start, 3)
-        module.fail_json(commands=engine.commands, **fail)
-    except TransportError as exc:
-        module.fail_json(msg=str(exc))
+        if isinstance(exc, EngineError):
+            fail["msg"] = "cannot inspect the workspaces' containers: %s" % fail["msg"]
+            fail["elapsed"] = round(time.monotonic() - start, 3)
+        module.fail_json(commands=engine.commands if engine else [], **fail)
 
     results = check_many(engine, targets, opts, start)
     unhealthy = [r["name"] for r in results if r["error"]]

@@ -7,7 +7,17 @@ import itertools
 from ansible_collections.perry.fleet.plugins.module_utils.engine import EngineError, Result, _match_names
 
 
-class FakeEngine:
+class EngineVerbs:
+    """engine.Engine's convenience verbs, on top of a fake's run()."""
+
+    def pull(self, ref, timeout=None):
+        return self.run(["pull", ref], timeout=timeout)
+
+    def copy_into(self, src, container, dest, timeout=None):
+        return self.run(["cp", src, "%s:%s" % (container, dest)], timeout=timeout)
+
+
+class FakeEngine(EngineVerbs):
     kind = "docker"
     url = None
 
@@ -39,11 +49,16 @@ class FakeEngine:
         if verb == "start":
             self.containers[args[1]]["State"]["Running"] = True
         elif verb == "stop":
-            self.containers[args[-1]]["State"]["Running"] = False
+            self.containers[args[-1]]["State"].update(Running=False, Paused=False)
+        elif verb == "pause":
+            self.containers[args[-1]]["State"]["Paused"] = True
+        elif verb == "unpause":
+            self.containers[args[-1]]["State"]["Paused"] = False
         elif verb == "rm":
             self.containers.pop(args[-1], None)
         elif verb == "exec":
-            return Result(0 if self.containers[args[1]]["State"]["Running"] else 1, "", "", 0.0)
+            state = self.containers[args[1]]["State"]
+            return Result(0 if state["Running"] and not state.get("Paused") else 1, "", "", 0.0)
         elif verb == "volume" and args[1] == "ls":
             return Result(0, "\n".join(sorted(self.volumes)), "", 0.0)
         elif verb == "volume" and args[1] == "create":

@@ -81,3 +81,40 @@ def test_image_names_match_tags_with_registry_prefixes():
 def test_a_volume_named_like_the_container_is_never_taken_for_it():
     volume = {"Name": "workspace-a", "Mountpoint": "/var/lib/x", "Driver": "local"}
     assert _match_names(["workspace-a"], [volume]) == {}
+
+
+def test_container_state_reads_paused_as_its_own_state():
+    from ansible_collections.perry.fleet.plugins.module_utils.engine import container_state, is_running
+    assert container_state(None) == "missing"
+    assert container_state({"State": {"Running": True, "Status": "running"}}) == "running"
+    assert container_state({"State": {"Running": True, "Paused": True, "Status": "paused"}}) == "paused"  # docker
+    assert container_state({"State": {"Running": False, "Status": "paused"}}) == "paused"
+    assert container_state({"State": {"Running": False, "Status": "exited"}}) == "stopped"
+    assert container_state({"State": "running"}) == "running"
+    assert not is_running({"State": {"Running": True, "Paused": True}})
+
+
+def test_port_bindings_from_both_places_without_duplicates():
+    from ansible_collections.perry.fleet.plugins.module_utils.engine import PortBinding, port_bindings
+    c = {"NetworkSettings": {"Ports": {"22/tcp": [{"HostIp": "127.0.0.1", "HostPort": "2201"}], "7392/tcp": None}},
+         "HostConfig": {"PortBindings": {"22/tcp": [{"HostIp": "127.0.0.1", "HostPort": "2201"}],
+                                         "7392/tcp": [{"HostIp": "127.0.0.1", "HostPort": "7400"}]}}}
+    assert port_bindings(c) == [PortBinding("22/tcp", "127.0.0.1", 2201), PortBinding("7392/tcp", "127.0.0.1", 7400)]
+    assert port_bindings(None) == []
+
+
+def test_one_engine_url_check_for_both_options():
+    from ansible_collections.perry.fleet.plugins.module_utils.engine import validate_engine_url
+    from ansible_collections.perry.fleet.plugins.module_utils.errors import SpecError
+    assert validate_engine_url("tcp://podman-in-podman:2375", "docker_host")
+    for bad in ("tcp://nohost", "http://x:1", "unix://relative", "", None):
+        with pytest.raises(SpecError, match="is not an engine URL"):
+            validate_engine_url(bad, "docker_host")
+
+
+def test_command_prefix_and_env_per_cli():
+    from ansible_collections.perry.fleet.plugins.module_utils.engine import command_env, command_prefix
+    assert command_prefix("/usr/bin/podman-remote", "unix:///s") == ["/usr/bin/podman-remote", "--url", "unix:///s"]
+    assert command_prefix("docker", "unix:///s") == ["docker"]
+    assert command_env("unix:///s", "docker") == {"DOCKER_HOST": "unix:///s"}
+    assert command_env("unix:///s", "podman") == {} and command_env(None, "docker") == {}

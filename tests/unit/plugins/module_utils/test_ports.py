@@ -7,7 +7,8 @@ import time
 import pytest
 
 from ansible_collections.perry.fleet.plugins.module_utils.ports import (
-    HostPortLock, PortAllocator, PortError, bind_probe, published_ports)
+    HostPortLock, PortAllocator, bind_probe, published_ports)
+from ansible_collections.perry.fleet.plugins.module_utils.errors import WorkspaceError as PortError
 
 
 def container(name, *ports, running=False):

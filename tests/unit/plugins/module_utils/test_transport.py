@@ -11,7 +11,9 @@ import pytest
 
 from ansible_collections.perry.fleet.plugins.module_utils import transport as tr
 from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, EngineTimeout, Result
-from ansible_collections.perry.fleet.plugins.module_utils.workspace_spec import LABEL_SPEC
+from ansible_collections.perry.fleet.plugins.module_utils import routes as rt
+from ansible_collections.perry.fleet.plugins.module_utils.errors import SpecError
+from ansible_collections.perry.fleet.plugins.module_utils.layout import LABEL_SPEC
 
 
 # ------------------------------------------------------------------------------------ curl output
@@ -227,12 +229,12 @@ def proc_route(tmp_path):
 
 
 def test_parse_proc_route():
-    routes = tr.parse_proc_route(PROC_ROUTE)
+    routes = rt.parse_proc_route(PROC_ROUTE)
     assert [(str(r.network), r.dev, r.gateway) for r in routes] == [
         ("0.0.0.0/0", "eth0", "192.0.2.1"), ("172.17.0.0/16", "docker0", None),
         ("10.88.0.0/16", "podman0", None), ("192.0.2.0/24", "eth0", None)]
-    assert tr.lookup_proc_route("172.17.0.5", routes).dev == "docker0"
-    assert tr.lookup_proc_route("10.90.0.3", routes).gateway == "192.0.2.1"
+    assert rt.lookup_proc_route("172.17.0.5", routes).dev == "docker0"
+    assert rt.lookup_proc_route("10.90.0.3", routes).gateway == "192.0.2.1"
 
 
 @pytest.mark.parametrize("ip,ok,needle", [
@@ -245,7 +247,7 @@ def test_parse_proc_route():
     ("nonsense", False, "not an IP address"),
 ])
 def test_route_table_from_proc(ip, ok, needle, proc_route, sysfs):
-    table = tr.RouteTable(ip_cmd=None, proc_route=proc_route, sysfs=sysfs)
+    table = rt.RouteTable(ip_cmd=None, proc_route=proc_route, sysfs=sysfs)
     got, why = table.check(ip)
     assert got is ok and needle in why
 
@@ -263,7 +265,7 @@ def test_route_table_prefers_ip_route_get(proc_route, sysfs):
         calls.append(argv)
         return answers.get(argv[-1])
 
-    table = tr.RouteTable(ip_cmd="/sbin/ip", proc_route=proc_route, sysfs=sysfs, runner=runner)
+    table = rt.RouteTable(ip_cmd="/sbin/ip", proc_route=proc_route, sysfs=sysfs, runner=runner)
     assert table.check("172.17.0.5")[0] is True
     assert table.check("172.17.0.5")[0] is True and len(calls) == 1  # cached
     assert "gateway" in table.check("10.90.0.3")[1]
@@ -275,7 +277,7 @@ def test_route_table_prefers_ip_route_get(proc_route, sysfs):
 
 
 def test_route_table_without_any_route_source(tmp_path, sysfs):
-    table = tr.RouteTable(ip_cmd=None, proc_route=str(tmp_path / "missing"), sysfs=sysfs)
+    table = rt.RouteTable(ip_cmd=None, proc_route=str(tmp_path / "missing"), sysfs=sysfs)
     assert table.check("172.17.0.5") == (False, "no route to 172.17.0.5 on this host")
 
 
@@ -298,7 +300,7 @@ class StatResult:
 ])
 def test_engine_shares_host_network(kind, url, env, euid, owner, ok, needle):
     eng = SimpleNamespace(kind=kind, url=url)
-    got, why = tr.engine_shares_host_network(eng, environ=env, geteuid=lambda: euid, stat=lambda p: StatResult(owner))
+    got, why = rt.engine_shares_host_network(eng, environ=env, geteuid=lambda: euid, stat=lambda p: StatResult(owner))
     assert got is ok and needle in why
 
 
@@ -306,7 +308,7 @@ def test_engine_socket_that_cannot_be_stat_ed_is_not_trusted():
     def boom(path):
         raise FileNotFoundError(2, "No such file or directory")
     eng = SimpleNamespace(kind="docker", url="unix:///nope.sock")
-    ok, why = tr.engine_shares_host_network(eng, environ={}, stat=boom)
+    ok, why = rt.engine_shares_host_network(eng, environ={}, stat=boom)
     assert not ok and "cannot stat" in why
 
 
@@ -396,15 +398,23 @@ def test_missing_and_stopped_containers():
     t = tr.select_target("a", "workspace-a", None, "auto", "docker", None)
     assert not t.exists and not t.running and t.state == "missing"
     t = tr.select_target("a", "workspace-a", container(running=False), "auto", "docker", None)
-    assert t.exists and not t.running and t.state == "exited"
+    assert t.exists and not t.running and t.state == "stopped" and t.state_detail == "exited"
+    assert "not running (state: exited)" in t.not_running_error()
+
+
+def test_a_paused_container_is_not_running():
+    c = container()
+    c["State"].update(Paused=True, Status="paused")
+    t = tr.select_target("a", "workspace-a", c, "auto", "docker", None)
+    assert t.exists and not t.running and t.state == "paused" and "unpause" in t.not_running_error()
 
 
 def test_unknown_transport():
-    with pytest.raises(tr.TransportError, match="use one of"):
+    with pytest.raises(SpecError, match="use one of"):
         tr.select_target("a", "workspace-a", container(), "carrier-pigeon", "docker", None)
 
 
 def test_container_ips_dedupes_top_level_address():
     c = container()
     c["NetworkSettings"]["IPAddress"] = "172.17.0.5"
-    assert tr.container_ips(c) == ["172.17.0.5"]
+    assert rt.container_ips(c) == ["172.17.0.5"]

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+from .fake_engine import EngineVerbs
 from ansible_collections.perry.fleet.plugins.module_utils.engine import Result
 from ansible_collections.perry.fleet.plugins.module_utils.worker_sync import (
-    MANIFEST, WorkerArtifact, WorkerSync, WorkerSyncError)
+    MANIFEST, WorkerArtifact, WorkerSync)
+from ansible_collections.perry.fleet.plugins.module_utils.errors import PerryError as WorkerSyncError
 
 
 def elf(tmp_path, machine):
@@ -13,7 +15,7 @@ def elf(tmp_path, machine):
     return str(path)
 
 
-class RecordingEngine:
+class RecordingEngine(EngineVerbs):
     url = None
 
     def __init__(self, arch="x86_64", manifest=""):

@@ -4,9 +4,10 @@ import collections
 
 import pytest
 
+from ansible_collections.perry.fleet.plugins.module_utils import layout
 from ansible_collections.perry.fleet.plugins.module_utils import workspace_spec as ws
-from ansible_collections.perry.fleet.plugins.module_utils.workspace import (
-    Settings, WorkspaceError, WorkspaceManager, expand_items, validate_items)
+from ansible_collections.perry.fleet.plugins.module_utils.errors import WorkspaceError
+from ansible_collections.perry.fleet.plugins.module_utils.workspace import Settings, WorkspaceManager, validate
 
 from .fake_engine import FakeEngine
 
@@ -15,8 +16,7 @@ Run = collections.namedtuple("Run", "manager results")
 
 
 def params(**kw):
-    p = {k: None for k in ("name", "workspaces", "state", "image", "env", "secret_env", "docker_host", "privileged",
-                           "memory", "cpus", "pids_limit", "ssh_port", "worker_port", "bind_address", "purge", "adopt")}
+    p = {k: None for k in ws.ITEM_OPTIONS + ("workspaces",)}
     p.update(state="started", image=IMAGE, env={}, secret_env={})
     p.update(kw)
     return p
@@ -26,7 +26,7 @@ def converge(engine, runtime="podman", check=False, lock=None, **kw):
     settings = Settings(runtime=runtime, check_mode=check, port_lock_path=lock or "/tmp/perry-fleet-unit.lock")
     settings.start_timeout = 2
     manager = WorkspaceManager(engine, settings)
-    items = validate_items(expand_items(params(**kw)), settings)
+    items = validate(params(**kw), settings)
     return Run(manager, manager.apply(manager.plan(items)))
 
 
@@ -79,7 +79,7 @@ def test_secrets_go_through_file_and_never_into_results():
     files = eng.files_seen["workspace-alice"]
     assert files["--env-file"]["TOKEN"] == "s3cret" and files["--env-file"][ws.SECRET_KEYS_ENV] == "TOKEN"
     assert "s3cret" not in repr(res) and "s3cret" not in repr(eng.commands)
-    assert "s3cret" not in files["--label-file"][ws.LABEL_SPEC]
+    assert "s3cret" not in files["--label-file"][layout.LABEL_SPEC]
 
 
 def test_check_mode_changes_nothing_and_says_what_it_would_do():
@@ -171,3 +171,33 @@ def test_requested_port_held_by_another_workspace_is_refused():
     with pytest.raises(WorkspaceError, match="already used by workspace-alice"):
         converge(eng, name="bob", ssh_port=2200)
     assert "workspace-bob" not in eng.containers and "workspace-bob" not in eng.volumes
+
+
+def pause(eng, name):
+    eng.containers["workspace-" + name]["State"].update(Paused=True, Status="paused")
+
+
+@pytest.mark.parametrize("state, actions, running", [
+    ("started", ["unpause"], True),
+    ("present", [], False),
+    ("stopped", ["stop"], False),
+    ("restarted", ["restart"], True),
+])
+def test_a_paused_workspace_is_not_running(state, actions, running):
+    eng = FakeEngine()
+    converge(eng, name="alice")
+    pause(eng, "alice")
+    eng.commands.clear()
+    _unused, res = converge(eng, name="alice", state=state)
+    assert res[0]["actions"] == actions and res[0]["running"] is running
+    verbs = [c["cmd"].split()[1] for c in eng.commands]
+    if state in ("stopped", "restarted"):  # a paused process cannot take the stop signal: unpause first
+        assert verbs.index("unpause") < verbs.index("stop")
+
+
+def test_a_paused_workspace_is_removed():
+    eng = FakeEngine()
+    converge(eng, name="alice")
+    pause(eng, "alice")
+    _unused, res = converge(eng, name="alice", state="absent")
+    assert res[0]["actions"] == ["remove container"] and "workspace-alice" not in eng.containers

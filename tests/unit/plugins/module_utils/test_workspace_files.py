@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+from .fake_engine import EngineVerbs
 from ansible_collections.perry.fleet.plugins.module_utils.engine import Result
+from ansible_collections.perry.fleet.plugins.module_utils.errors import SpecError as FilesError
 from ansible_collections.perry.fleet.plugins.module_utils.workspace_files import (
-    FilesError, FilesSync, build_files, default_mode, install_script, manifest_digest, normalize_dest)
+    FilesSync, build_files, default_mode, install_script, manifest_digest, normalize_dest)
 
 
 @pytest.mark.parametrize("dest,mode", [
@@ -56,7 +58,7 @@ def test_content_never_in_the_script_and_digest_tracks_changes():
     assert manifest_digest(files) != manifest_digest(other)
 
 
-class ManifestEngine:
+class ManifestEngine(EngineVerbs):
     url = None
 
     def __init__(self, manifest):

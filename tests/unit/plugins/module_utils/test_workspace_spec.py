@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.perry.fleet.plugins.module_utils import layout
 from ansible_collections.perry.fleet.plugins.module_utils import workspace_spec as ws
 from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import PROFILES, get_profile
 
@@ -16,7 +17,7 @@ def spec(runtime="docker", **kw):
 
 @pytest.mark.parametrize("name", ["a", "alice", "a-b", "0", "a" * 63, "x1-y2"])
 def test_valid_names(name):
-    assert ws.validate_name(name) == name
+    assert layout.validate_name(name) == name
 
 
 @pytest.mark.parametrize("name,fragment", [
@@ -26,7 +27,7 @@ def test_valid_names(name):
 ])
 def test_invalid_names_say_why(name, fragment):
     with pytest.raises(ws.SpecError, match=fragment):
-        ws.validate_name(name)
+        layout.validate_name(name)
 
 
 def test_unknown_runtime_lists_choices():

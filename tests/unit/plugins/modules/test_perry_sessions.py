@@ -7,7 +7,8 @@ from urllib.parse import unquote
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.perry.fleet.plugins.module_utils import worker_client as wc
+from ansible_collections.perry.fleet.plugins.module_utils import sessions as wc
+from ansible_collections.perry.fleet.plugins.module_utils.errors import SpecError
 from ansible_collections.perry.fleet.plugins.module_utils.engine import Result
 from ansible_collections.perry.fleet.plugins.modules import perry_sessions
 
@@ -49,7 +50,7 @@ def test_parse_since(value, ms):
 
 @pytest.mark.parametrize("value", ["yesterday", "2026-13-01", True])
 def test_parse_since_rejects(value):
-    with pytest.raises(wc.WorkerError):
+    with pytest.raises(SpecError):
         wc.parse_since(value)
 
 
@@ -71,15 +72,15 @@ def test_sort_is_newest_first_then_workspace_and_id():
 def test_jmespath_query():
     sessions = [wc.normalize_session(s, "w") for s in (CLAUDE, OPENCODE, CODEX)]
     q = wc.compile_query("[?messageCount > `2`].{id: id, ws: workspace}")
-    assert wc.apply_query(q, sessions) == [{"id": "test-session", "ws": "w"}, {"id": "0199-codex", "ws": "w"}]
-    assert wc.apply_query(wc.compile_query("length(@)"), sessions) == 3
-    with pytest.raises(wc.WorkerError, match="not a valid JMESPath"):
+    assert q.search(sessions) == [{"id": "test-session", "ws": "w"}, {"id": "0199-codex", "ws": "w"}]
+    assert wc.compile_query("length(@)").search(sessions) == 3
+    with pytest.raises(SpecError, match="not a valid JMESPath"):
         wc.compile_query("[?")
 
 
 def test_missing_jmespath_gives_a_clear_error(monkeypatch):
     monkeypatch.setattr(wc, "HAS_JMESPATH", False)
-    with pytest.raises(wc.WorkerError, match="pip install jmespath"):
+    with pytest.raises(SpecError, match="pip install jmespath"):
         wc.compile_query("[]")
 
 

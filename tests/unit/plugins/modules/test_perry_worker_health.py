@@ -7,7 +7,11 @@ import time
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.perry.fleet.plugins.module_utils import worker_client as wc
+from ansible_collections.perry.fleet.plugins.module_utils import worker_health as wc
+from ansible_collections.perry.fleet.plugins.module_utils import worker_process
+from ansible_collections.perry.fleet.plugins.module_utils.errors import SpecError
+from ansible_collections.perry.fleet.plugins.module_utils.module_args import workspace_names
+from ansible_collections.perry.fleet.plugins.module_utils.parallel import run_parallel
 from ansible_collections.perry.fleet.plugins.module_utils.engine import EngineTimeout, Result
 from ansible_collections.perry.fleet.plugins.module_utils.transport import Response, Target
 from ansible_collections.perry.fleet.plugins.modules import perry_worker_health
@@ -110,10 +114,12 @@ def test_backoff_between_attempts():
 
 
 def test_missing_and_stopped_containers_fail_fast_without_requests():
-    out, transport, _unused1, _unused2 = run_check([(200, HEALTHY, None, 0)], target=tgt(exists=False, running=False, state="missing"))
+    out, transport, _unused1, _unused2 = run_check([(200, HEALTHY, None, 0)], target=tgt(state="missing"))
     assert "does not exist" in out["error"] and transport.requests == []
-    out, transport, _unused1, _unused2 = run_check([(200, HEALTHY, None, 0)], target=tgt(running=False, state="exited"))
+    out, transport, _unused1, _unused2 = run_check([(200, HEALTHY, None, 0)], target=tgt(state="stopped", state_detail="exited"))
     assert "not running (state: exited)" in out["error"] and transport.requests == []
+    out, transport, _unused1, _unused2 = run_check([(200, HEALTHY, None, 0)], target=tgt(state="paused", state_detail="paused"))
+    assert "is paused: unpause it" in out["error"] and transport.requests == []
 
 
 def test_non_json_health_body_is_healthy_without_version():
@@ -143,7 +149,7 @@ def test_mismatch_is_fixed_by_a_supervisor_restart():
     out = run_check(script, opts, engine)[0]
     assert out["healthy"] and out["version_ok"] and out["restarted"] and out["error"] is None
     pkill = [c for c in engine.calls if "pkill" in c]
-    assert pkill == [["exec", "-u", "workspace", "workspace-alice", "pkill", "-f", wc.WORKER_PROCESS_RE]]
+    assert pkill == [["exec", "-u", "workspace", "workspace-alice", "pkill", "-f", worker_process.PATTERN]]
     assert not any("sh" in c for c in engine.calls)  # the supervisor did it
 
 
@@ -244,7 +250,7 @@ def test_check_many_skips_the_log_when_the_engine_stalled():
 
 def test_run_parallel_abandons_a_stuck_item():
     t0 = time.monotonic()
-    res = wc.run_parallel(lambda x: time.sleep(x) or x, [0.0, 5.0], bound=0.3)
+    res = run_parallel(lambda x: time.sleep(x) or x, [0.0, 5.0], bound=0.3)
     assert time.monotonic() - t0 < 1.0
     assert res[0] == 0.0 and isinstance(res[1], TimeoutError)
 
@@ -254,17 +260,17 @@ def test_run_parallel_reports_exceptions_per_item():
         if x:
             raise RuntimeError("bad %s" % x)
         return "ok"
-    res = wc.run_parallel(f, [0, 1], bound=1)
+    res = run_parallel(f, [0, 1], bound=1)
     assert res[0] == "ok" and isinstance(res[1], RuntimeError)
 
 
 def test_workspace_names():
-    assert wc.workspace_names("a", None) == ["a"]
-    assert wc.workspace_names(None, ["b", "a", "b"]) == ["b", "a"]
-    with pytest.raises(wc.WorkerError):
-        wc.workspace_names(None, [])
+    assert workspace_names({"name": "a"}) == ["a"]
+    assert workspace_names({"names": ["b", "a", "b"]}) == ["b", "a"]
+    with pytest.raises(SpecError):
+        workspace_names({"names": []})
     with pytest.raises(ValueError, match="invalid"):
-        wc.workspace_names("Bad_Name", None)
+        workspace_names({"name": "Bad_Name"})
 
 
 # ------------------------------------------------------------------------------------ the module

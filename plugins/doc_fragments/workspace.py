@@ -1,0 +1,227 @@
+# -*- coding: utf-8 -*-
+# Copyright: perry.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# GENERATED from plugins/module_utils/workspace_spec.py WORKSPACE_OPTIONS: do not edit by hand. Regenerate with
+#   python tests/unit/plugins/doc_fragments/test_workspace_fragment.py --write
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # The options of one workspace, at the top level of perry_workspace and in each of its `workspaces` entries.
+    DOCUMENTATION = r'''
+options:
+  name:
+    description:
+    - Workspace name, 1-63 characters of V(a-z), V(0-9) and V(-), starting and ending with a letter or digit (Perry's rule).
+      V(@host) is reserved.
+    - Mutually exclusive with O(workspaces).
+    type: str
+  state:
+    description:
+    - V(present) the container exists with the wanted spec (a new one is created, not started; a recreated one keeps its
+      running state; a paused one stays paused).
+    - V(started) exists and runs (a paused container is unpaused), and accepts C(exec) (bounded by O(start_timeout)).
+    - V(stopped) exists and is stopped. V(restarted) is stopped and started again.
+    - V(absent) the container is removed; volumes are kept unless O(purge=true).
+    type: str
+    default: started
+    choices:
+    - present
+    - started
+    - stopped
+    - restarted
+    - absent
+  image:
+    description:
+    - Workspace image, for example the one the P(perry.fleet.image#role) role builds (C(localhost/perry:latest)).
+    - Required unless O(state=absent). Its id is part of the spec, so a rebuilt image recreates the container.
+    type: str
+  env:
+    description:
+    - Environment for the container (values are strings). C(DOCKER_HOST) is set through O(docker_host).
+    type: dict
+    default: {}
+  secret_env:
+    description:
+    - Secret environment (API keys, tokens). Same path into the container as O(env) but never shown in results, diffs or
+      logs; the image's entrypoint writes these keys to a 0600 file instead of C(/etc/environment).
+    type: dict
+    default: {}
+  docker_host:
+    description:
+    - Engine URL forwarded into a O(runtime=podman) workspace as C(DOCKER_HOST), for example C(tcp://podman-in-podman:2375).
+      Refused with O(runtime=docker), whose workspaces run their own engine.
+    type: str
+  privileged:
+    description:
+    - Run privileged. Defaults to the runtime profile (V(true) for docker, V(false) for podman); V(true) is refused for
+      podman.
+    type: bool
+  memory:
+    description:
+    - Memory limit, for example V(4g).
+    type: str
+  cpus:
+    description:
+    - CPU limit, for example V(1.5).
+    type: float
+  pids_limit:
+    description:
+    - Maximum number of processes in the container.
+    type: int
+  ssh_port:
+    description:
+    - Host port for SSH (container port 22). Default is the one the workspace has, else the first free one.
+    type: int
+  worker_port:
+    description:
+    - Host port (on 127.0.0.1 only) for the worker's port 7392, O(runtime=podman) only. Default is the one the workspace
+      has, else the first free one.
+    type: int
+  bind_address:
+    description:
+    - Host address the SSH port is published on. The worker port is always published on 127.0.0.1.
+    type: str
+    default: 127.0.0.1
+  purge:
+    description:
+    - With O(state=absent), also remove the home volume and the DinD volume.
+    type: bool
+    default: false
+  adopt:
+    description:
+    - Recreate a C(workspace-<name>) container that perry.fleet did not create (for example one made by Perry itself), keeping
+      its volumes. Without it such a container is an error and is left alone.
+    type: bool
+    default: false
+  files:
+    description:
+    - Files to place in every running workspace's home, such as Claude Code's C(~/.claude/.credentials.json), C(~/.gitconfig)
+      or C(~/.ssh/authorized_keys). Owned by C(workspace); parent directories are created with 0700 under C(.ssh) and 0755
+      elsewhere (never a recursive chmod).
+    - A manifest of paths, modes and content hashes in the workspace makes an unchanged set cost one exec, or none when
+      the manifest can be read in the home volume on this host (root with a local engine).
+    - Contents are staged in 0600 files and copied with the engine's C(cp), never put on a command line.
+    type: list
+    default: []
+    elements: dict
+    suboptions:
+      dest:
+        description:
+        - Path in the workspace home (C(~/...) or relative to C(/home/workspace)); must stay inside it.
+        type: str
+        required: true
+      content:
+        description:
+        - File content (secret; never logged). Exactly one of O(files[].content) and O(files[].src).
+        type: str
+      src:
+        description:
+        - Path of a file on the managed host to copy.
+        type: path
+      mode:
+        description:
+        - Octal mode. Default follows Perry, V(0600) under C(.ssh) (except C(*.pub), C(config), C(known_hosts)) and for
+          credential files (C(.credentials.json), C(auth.json), C(.git-credentials)), V(0644) otherwise.
+        type: str
+  workspaces:
+    description:
+    - Several workspaces in one task (one inspect for all). Each entry needs C(name) and may override any other workspace
+      option; module-level values are the defaults.
+    - Mutually exclusive with O(name).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description:
+        - Workspace name (same rule as O(name)).
+        type: str
+        required: true
+      state:
+        description:
+        - Overrides O(state).
+        type: str
+        choices:
+        - present
+        - started
+        - stopped
+        - restarted
+        - absent
+      image:
+        description:
+        - Overrides O(image).
+        type: str
+      env:
+        description:
+        - Overrides O(env).
+        type: dict
+      secret_env:
+        description:
+        - Overrides O(secret_env).
+        type: dict
+      docker_host:
+        description:
+        - Overrides O(docker_host).
+        type: str
+      privileged:
+        description:
+        - Overrides O(privileged).
+        type: bool
+      memory:
+        description:
+        - Overrides O(memory).
+        type: str
+      cpus:
+        description:
+        - Overrides O(cpus).
+        type: float
+      pids_limit:
+        description:
+        - Overrides O(pids_limit).
+        type: int
+      ssh_port:
+        description:
+        - Overrides O(ssh_port).
+        type: int
+      worker_port:
+        description:
+        - Overrides O(worker_port).
+        type: int
+      bind_address:
+        description:
+        - Overrides O(bind_address).
+        type: str
+      purge:
+        description:
+        - Overrides O(purge).
+        type: bool
+      adopt:
+        description:
+        - Overrides O(adopt).
+        type: bool
+      files:
+        description:
+        - Overrides O(files).
+        type: list
+        elements: dict
+        suboptions:
+          dest:
+            description:
+            - Path in the workspace home (C(~/...) or relative to C(/home/workspace)); must stay inside it.
+            type: str
+            required: true
+          content:
+            description:
+            - File content (secret; never logged). Exactly one of O(files[].content) and O(files[].src).
+            type: str
+          src:
+            description:
+            - Path of a file on the managed host to copy.
+            type: path
+          mode:
+            description:
+            - Octal mode. Default follows Perry, V(0600) under C(.ssh) (except C(*.pub), C(config), C(known_hosts)) and
+              for credential files (C(.credentials.json), C(auth.json), C(.git-credentials)), V(0644) otherwise.
+            type: str
+'''

@@ -1,0 +1,67 @@
+# -*- coding: utf-8 -*-
+# Copyright: perry.fleet contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Perry's conventions, and nothing else: names, volumes, labels, ports, paths and the workspace user.
+
+These are the compatibility contract with Perry (docs/perry-compat.md): a workspace ``NAME`` is the container
+``workspace-NAME`` with the home volume of the same name, labelled ``workspace.name=NAME`` and
+``workspace.managed=true``; the worker listens on 7392 inside and runs as the ``workspace`` user.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.perry.fleet.plugins.module_utils.errors import SpecError
+
+PREFIX = "workspace-"
+NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+RESERVED_NAMES = ("@host",)   # Perry: the host machine itself
+
+USER = "workspace"
+HOME = "/home/workspace"
+DIND_MOUNT = "/var/lib/docker"
+
+SSH_PORT = 22
+SSH_PORT_RANGE = (2200, 2400)
+WORKER_PORT = 7392             # inside the container
+WORKER_PORT_RANGE = (7392, 7500)
+WORKER_BIN = "/usr/local/bin/perry"
+WORKER_LOG = "/tmp/perry-worker.log"
+
+LABEL_NAME = "workspace.name"
+LABEL_MANAGED = "workspace.managed"
+LABEL_SPEC = "perry.fleet.spec"            # JSON of the non-secret desired spec (for diffs)
+LABEL_SPEC_HASH = "perry.fleet.spec-hash"  # hash of the desired spec (decides recreation)
+
+
+def validate_name(name) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise SpecError("workspace name is empty: give 1-63 characters of a-z, 0-9 and '-'")
+    name = name.strip()
+    if name in RESERVED_NAMES:
+        raise SpecError("%r is reserved by Perry for the host machine: choose another workspace name" % name)
+    if len(name) > 63:
+        raise SpecError("workspace name %r is %d characters long: Perry allows at most 63" % (name, len(name)))
+    if not NAME_RE.match(name):
+        raise SpecError(
+            "workspace name %r is invalid: use lowercase a-z, 0-9 and '-', starting and ending with a "
+            "letter or digit (Perry's rule ^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$)" % name)
+    return name
+
+
+def container_name(name: str) -> str:
+    return PREFIX + name
+
+
+def home_volume(name: str) -> str:
+    return PREFIX + name
+
+
+def dind_volume(name: str) -> str:
+    return PREFIX + name + "-docker"
+
+
+def home_path(relative: str = "") -> str:
+    """An absolute path in the workspace home (``relative`` without a leading ``~/`` or ``/``)."""
+    return HOME + ("/" + relative.lstrip("/") if relative else "")
