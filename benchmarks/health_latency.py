@@ -108,7 +108,7 @@ def measure_docker(topo, workspace: str, calls: int = CALLS) -> dict:
     bridge = docker0_network()
     out = {}
     for wanted in ("exec", "http"):
-        target = tr.select_target(workspace, container, data, wanted, "docker", engine, tr.RouteTable())
+        target = tr.select_target(workspace, container, data, wanted, "docker", engine)
         if target.transport != wanted:
             raise RuntimeError("%s was not usable: %s" % (wanted, target.fallback))
         if wanted == "http" and ipaddress.ip_address(target.host) not in bridge:

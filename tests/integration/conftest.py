@@ -43,3 +43,18 @@ def prefix_rootful():
     value = random_prefix()
     yield value
     TOPOLOGIES["podman-rootful"].cleanup(value)
+
+
+@pytest.fixture
+def prefix_any():
+    """prefix_any(topology): a random prefix on that topology, cleaned up afterwards (tests that pick topologies)."""
+    from topology import random_prefix
+    made = []
+
+    def make(topology):
+        value = random_prefix()
+        made.append((topology, value))
+        return value
+    yield make
+    for topology, value in made:
+        topology.cleanup(value)

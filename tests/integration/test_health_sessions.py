@@ -452,7 +452,8 @@ def test_restart_on_mismatch_supervised_and_unsupervised(fleet):
 def test_worker_latency_per_transport(fleet):
     """Median of 20 single /health requests per transport, in-process (no ansible overhead)."""
     from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine
-    from ansible_collections.perry.fleet.plugins.module_utils.transport import RouteTable, Transport, select_target
+    from ansible_collections.perry.fleet.plugins.module_utils.routes import RouteTable
+    from ansible_collections.perry.fleet.plugins.module_utils.transport import Transport, select_target
 
     docker_ws = fleet.workspace("docker", "main")
     rl_ws = fleet.workspace("podman-rootless", "main")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from topology import REPO, run_module, venv_bin
+from topology import REPO, TOPOLOGIES, build_workspace_image, run_module, venv_bin
 
 MODULE = "perry.fleet.perry_workspace"
 
@@ -176,6 +176,35 @@ def test_worker_sync(topology, workspace_image, worker_artifacts, prefix):
             break
         time.sleep(0.5)
     assert json.loads(body)["status"] == "ok"
+
+
+@pytest.mark.parametrize("topology_name", ["podman-rootful", "docker"])
+def test_a_paused_workspace_is_paused_for_every_module(topology_name, worker_artifacts, prefix_any):
+    """One reading of "paused" everywhere: info says paused, health and sessions say so without a request, and
+    perry_workspace state=started unpauses it (the worker then answers). The build directory form of worker_source
+    gives each runtime its profile's format."""
+    topology = TOPOLOGIES[topology_name]
+    image = build_workspace_image(topology)
+    prefix = prefix_any(topology)
+    name = prefix + "pause"
+    build_dir = os.path.dirname(worker_artifacts["dist"])
+    args = {"name": name, "image": image, "worker_source": build_dir}
+    w = ok(run_module(MODULE, args, topology))["workspaces"][0]
+    assert w["worker"]["kind"] == ("binary" if topology.runtime == "docker" else "dist")
+    ok(run_module("perry.fleet.perry_worker_health", {"name": name, "timeout": 30}, topology))
+    topology.cli("pause", "workspace-" + name)
+    info = ok(run_module("perry.fleet.perry_workspace_info", {"names": [name]}, topology))["workspaces"][0]
+    assert info["state"] == "paused" and not info["running"], info
+    health = run_module("perry.fleet.perry_worker_health", {"name": name, "timeout": 5}, topology)
+    assert health.get("failed") and "is paused: unpause it" in health["msg"] and health["workspaces"][0]["attempts"] == 0
+    sessions = ok(run_module("perry.fleet.perry_sessions", {"name": name}, topology))
+    assert "is paused" in sessions["workspaces"][0]["error"]
+    r = ok(run_module(MODULE, args, topology))
+    assert r["workspaces"][0]["actions"] == ["unpause"] and r["workspaces"][0]["running"], r["workspaces"]
+    ok(run_module("perry.fleet.perry_worker_health", {"name": name, "timeout": 30}, topology))
+    topology.cli("pause", "workspace-" + name)
+    r = ok(run_module(MODULE, dict(args, state="stopped"), topology))
+    assert r["workspaces"][0]["actions"] == ["stop"] and topology.inspect("workspace-" + name)["State"]["Status"] == "exited"
 
 
 @pytest.mark.parametrize("topology_name", ["podman-rootful", "docker"])

@@ -15,6 +15,7 @@ LOG=/var/log/perry-entrypoint.log
 WORKER_BIN=/usr/local/bin/perry
 WORKER_PIDFILE=/run/perry-worker.pid
 WORKER_LOG=/tmp/perry-worker.log
+WORKER_PATTERN='(^|/)[p]erry( |/current/cli[.]js )worker serve'
 WS_USER=workspace
 WS_HOME=/home/workspace
 SECRETS_FILE="$WS_HOME/.config/perry/secrets.env"
@@ -160,9 +161,9 @@ find_worker() {  # prints the pid of a running worker: ours (pidfile) or one sta
   local pid
   pid="$(cat "$WORKER_PIDFILE" 2>/dev/null)"
   if is_alive "$pid"; then echo "$pid"; return 0; fi
-  # The worker itself: ".../perry worker serve" (binary) or "bun .../perry/current/cli.js worker serve"
-  # (JS dist behind the wrapper); (^|/) keeps `pkill -f ...perry... worker serve` command lines out.
-  for pid in $(pgrep -f '(^|/)perry( |/current/cli[.]js )worker serve' 2>/dev/null); do
+  # The worker itself (WORKER_PATTERN, the same as plugins/module_utils/worker_process.py PATTERN: a unit test
+  # keeps them equal): ".../perry worker serve" (binary) or "bun .../perry/current/cli.js worker serve".
+  for pid in $(pgrep -f "$WORKER_PATTERN" 2>/dev/null); do
     if is_alive "$pid"; then echo "$pid"; return 0; fi
   done
   return 1
