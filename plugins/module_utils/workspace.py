@@ -169,7 +169,7 @@ class WorkspaceManager:
     def _needs_create(self, plan: Plan) -> bool:
         if plan.existing is None:
             return True
-        return labels(plan.existing).get(layout.LABEL_SPEC_HASH) != plan.spec.spec_hash()
+        return not plan.spec.matches_hash(labels(plan.existing).get(layout.LABEL_SPEC_HASH))
 
     def _assign_ports(self, plans: list) -> None:
         allocator = PortAllocator(self.engine.list_containers(timeout=self.settings.engine_timeout))

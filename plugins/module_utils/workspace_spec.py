@@ -26,6 +26,9 @@ from ansible_collections.perry.fleet.plugins.module_utils.workspace_files import
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MEMORY_RE = re.compile(r"^[1-9][0-9]*[bkmgBKMG]?$")
 STATES = ("present", "started", "stopped", "restarted", "absent")
+# Version of the spec-hash scheme; bump it (and keep reading the old one in matches_hash) only when the meaning of
+# a hashed value changes. Adding an option whose default is unset needs no bump: unset values are not hashed.
+SPEC_SCHEMA = 1
 SECRET_KEYS_ENV = "PERRY_SECRET_ENV_KEYS"  # tells the entrypoint which keys go to the 0600 file
 # Env keys the module owns; users setting them would silently change the workspace's wiring.
 RESERVED_ENV = frozenset({"DOCKER_HOST", SECRET_KEYS_ENV})
@@ -358,9 +361,22 @@ class WorkspaceSpec:
         }
 
     def spec_hash(self) -> str:
+        """``v<SPEC_SCHEMA>:<sha256>`` over the spec with unset values left out, so a new option whose default
+        is unset changes no existing workspace's hash; a change of meaning bumps SPEC_SCHEMA."""
+        return "v%d:%s" % (SPEC_SCHEMA, _digest(_without_unset(self._hashed())))
+
+    def _hashed(self) -> dict:
         # Secrets count (a rotated token must recreate the container) but only as part of a digest.
-        doc = {"public": self.public(), "secret_env": dict(sorted(self.secret_env.items()))}
-        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+        return {"public": self.public(), "secret_env": dict(sorted(self.secret_env.items()))}
+
+    def matches_hash(self, label: str | None) -> bool:
+        """Whether a container's spec-hash label describes this spec, in this schema or an older one."""
+        if not label:
+            return False
+        if label.startswith("v%d:" % SPEC_SCHEMA):
+            return label == self.spec_hash()
+        # Schema 0 (perry.fleet 0.1.0): a bare sha256 over the whole spec, unset values included.
+        return ":" not in label and label == _digest(self._hashed())
 
     def labels(self) -> dict:
         return {
@@ -394,6 +410,18 @@ class WorkspaceSpec:
             args += ["--pids-limit", str(self.pids_limit)]
         args.append(self.image)
         return args
+
+
+def _digest(doc: dict) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _without_unset(value):
+    """The value with None, empty strings/lists/dicts and the keys holding them left out, recursively."""
+    if isinstance(value, dict):
+        pruned = {k: _without_unset(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v not in (None, "", [], {})}
+    return value
 
 
 def kv_file_text(pairs: dict) -> str:

@@ -175,8 +175,11 @@ workspaces:
       type: dict
       returned: unless state is absent
     spec_hash:
-      description: Hash of the desired spec, kept as a label.
+      description:
+        - Hash of the desired spec, kept as the C(perry.fleet.spec-hash) label; C(v<schema>:<sha256>). Unset
+          options are not hashed, so a collection upgrade that adds an option recreates nothing.
       type: str
+      sample: v1:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
       returned: unless state is absent
     worker:
       description: Worker sync result (C(kind), C(digest), C(changed), C(action)), null when not synced.

@@ -120,3 +120,21 @@ def test_port_out_of_range():
 def test_changed_keys_only_reports_differences():
     before, after = ws.changed_keys({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 4})
     assert before == {"b": 2, "c": None} and after == {"b": 3, "c": 4}
+
+
+def test_hash_is_schema_versioned_and_ignores_unset_values():
+    s = spec()
+    assert s.spec_hash().startswith("v%d:" % ws.SPEC_SCHEMA)
+    # A future option that defaults to unset must not change the hash of today's workspaces.
+    with_new_unset_key = dict(s._hashed(), public=dict(s.public(), future_option=None))
+    assert ws._digest(ws._without_unset(with_new_unset_key)) == s.spec_hash().split(":")[1]
+
+
+def test_hash_of_the_previous_schema_still_matches():
+    s = spec()
+    legacy = ws._digest(s._hashed())      # perry.fleet 0.1.0 labels: bare sha256, unset values included
+    assert s.matches_hash(legacy)
+    assert s.matches_hash(s.spec_hash())
+    assert not s.matches_hash(spec(image_id="def").spec_hash())
+    assert not s.matches_hash(None)
+    assert not s.matches_hash("v99:" + s.spec_hash().split(":")[1])
