@@ -1,5 +1,6 @@
 # Shared paths and helpers for scripts/*. Sourced, not run.
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # the variables below are read by the scripts that source this file
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PERRY_FLEET_HOME="${PERRY_FLEET_HOME:-/opt/perry-fleet}"       # venv, bun, runtime wrapper
 PERRY_FLEET_CACHE="${PERRY_FLEET_CACHE:-/var/cache/perry-fleet}" # debootstrap tarball, build caches
