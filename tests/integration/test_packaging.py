@@ -34,6 +34,11 @@ def test_tarball_is_clean_and_works_installed(tmp_path):
     doc = subprocess.run([venv_bin("ansible-doc"), "perry.fleet.perry_workspace"], capture_output=True, text=True,
                          timeout=120, env=env, cwd=str(tmp_path))
     assert doc.returncode == 0 and "perry_workspace" in doc.stdout, doc.stderr[-2000:]
+    # The playbooks ship inside the collection: `ansible-playbook perry.fleet.site` resolves from the install.
+    for playbook in ("perry.fleet.site", "perry.fleet.teardown", "perry.fleet.report"):
+        syntax = subprocess.run([venv_bin("ansible-playbook"), "-i", "localhost,", "--syntax-check", playbook],
+                                capture_output=True, text=True, timeout=120, env=env, cwd=str(tmp_path))
+        assert syntax.returncode == 0, (playbook, syntax.stdout[-1500:], syntax.stderr[-1500:])
 
 
 def test_module_defaults_group_sets_engine_options_once():
