@@ -13,7 +13,9 @@ if [ ! -f "$out/.complete" ]; then
   trap 'rm -rf "$tmp"' EXIT
   # build.sh writes next to itself; build a private copy so concurrent builds cannot collide.
   cp -r src build.sh "$tmp/"
-  (cd "$tmp" && ./build.sh >build.log 2>&1) || { cat "$tmp/build.log" >&2; exit 1; }
+  # build.sh's exit code is kept: 3 means no bun on this machine.
+  rc=0; (cd "$tmp" && ./build.sh >build.log 2>&1) || rc=$?
+  if [ "$rc" != 0 ]; then cat "$tmp/build.log" >&2; exit "$rc"; fi
   mkdir -p "$tmp/out"
   mv "$tmp/dist" "$tmp/out/dist" && mv "$tmp/dist-bin/perry" "$tmp/out/perry"
   "$tmp/out/perry" --version >"$tmp/out/VERSION"

@@ -3,12 +3,17 @@
 #   dist/cli.js      JS bundle (run with `bun dist/cli.js worker serve`; ship dist/ + a bun wrapper)
 #   dist-bin/perry   self-contained compiled binary (bun build --compile)
 # Usage: ./build.sh [all|dist|bin]
-# Bun is taken from $BUN, then /opt/perry-fleet/bun (npm-installed), then PATH.
+# Bun is taken from $BUN (when set, only from there), then /opt/perry-fleet/bun (npm-installed), then PATH.
+# Exit 3: no bun (the workspace role then takes the JS dist shipped in the collection).
 set -eu
 cd "$(dirname "$0")"
 
 find_bun() {
-  if [ -n "${BUN:-}" ] && [ -x "$BUN" ]; then echo "$BUN"; return 0; fi
+  if [ -n "${BUN:-}" ]; then
+    [ -x "$BUN" ] && { echo "$BUN"; return 0; }
+    echo "build.sh: BUN=$BUN is not an executable bun" >&2
+    return 3
+  fi
   for c in \
     /opt/perry-fleet/bun/node_modules/.bin/bun \
     /opt/perry-fleet/bun/node_modules/bun/bin/bun.exe \
@@ -19,9 +24,9 @@ find_bun() {
   done
   command -v bun 2>/dev/null && return 0
   echo "build.sh: bun not found (set BUN=/path/to/bun)" >&2
-  return 1
+  return 3
 }
-BUN_BIN=$(find_bun)
+BUN_BIN=$(find_bun) || exit 3
 echo "bun: $BUN_BIN ($("$BUN_BIN" --version))"
 
 what=${1:-all}

@@ -1,0 +1,1059 @@
+// @bun
+var __defProp = Object.defineProperty;
+var __returnValue = (v) => v;
+function __exportSetter(name, newValue) {
+  this[name] = __returnValue.bind(null, newValue);
+}
+var __export = (target, all) => {
+  for (var name in all)
+    __defProp(target, name, {
+      get: all[name],
+      enumerable: true,
+      configurable: true,
+      set: __exportSetter.bind(all, name)
+    });
+};
+
+// src/agents/claude.js
+var exports_claude = {};
+__export(exports_claude, {
+  agentType: () => agentType,
+  convertEntry: () => convertEntry,
+  getMessages: () => getMessages,
+  listFiles: () => listFiles,
+  parseFile: () => parseFile,
+  roots: () => roots
+});
+
+// src/agents/pi.js
+var exports_pi = {};
+__export(exports_pi, {
+  agentType: () => agentType2,
+  getMessages: () => getMessages2,
+  listFiles: () => listFiles2,
+  parseFile: () => parseFile2,
+  roots: () => roots2
+});
+
+// src/agents/codex.js
+var exports_codex = {};
+__export(exports_codex, {
+  agentType: () => agentType3,
+  getMessages: () => getMessages3,
+  listFiles: () => listFiles3,
+  parseFile: () => parseFile3,
+  roots: () => roots3
+});
+
+// src/agents/opencode.js
+var exports_opencode = {};
+__export(exports_opencode, {
+  agentType: () => agentType4,
+  baseDir: () => baseDir,
+  dbPath: () => dbPath,
+  dbSignature: () => dbSignature,
+  deleteSession: () => deleteSession,
+  getMessages: () => getMessages4,
+  listJsonFiles: () => listJsonFiles,
+  listSqliteSessions: () => listSqliteSessions,
+  parseJsonSession: () => parseJsonSession,
+  storageDir: () => storageDir
+});
+
+// src/cli.js
+import * as os from "os";
+
+// src/version.js
+var VERSION = "0.1.0";
+
+// src/session-index.js
+import * as fs3 from "fs";
+
+// src/agents/claude.js
+import * as path2 from "path";
+
+// src/agents/util.js
+import * as fs from "fs";
+import * as path from "path";
+var FIRST_PROMPT_MAX = 200;
+function listDir(dir) {
+  try {
+    return fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+}
+function statOrNull(p) {
+  try {
+    return fs.statSync(p);
+  } catch {
+    return null;
+  }
+}
+function walkFiles(dir, accept, visit, depth = 0) {
+  if (depth > 32)
+    return;
+  for (const ent of listDir(dir)) {
+    const p = path.join(dir, ent.name);
+    if (ent.isDirectory())
+      walkFiles(p, accept, visit, depth + 1);
+    else if ((ent.isFile() || ent.isSymbolicLink()) && accept(ent.name))
+      visit(p, ent, dir);
+  }
+}
+function parseJsonl(text) {
+  const entries = [];
+  let skipped = 0;
+  let start = 0;
+  const n = text.length;
+  while (start < n) {
+    let end = text.indexOf(`
+`, start);
+    if (end === -1)
+      end = n;
+    const line = text.slice(start, end).trim();
+    start = end + 1;
+    if (!line)
+      continue;
+    try {
+      const v = JSON.parse(line);
+      if (v !== null && typeof v === "object" && !Array.isArray(v))
+        entries.push(v);
+      else
+        skipped++;
+    } catch {
+      skipped++;
+    }
+  }
+  return { entries, skipped };
+}
+function readText(p) {
+  return fs.readFileSync(p, "utf8");
+}
+function firstText(content, types = ["text"]) {
+  if (typeof content === "string")
+    return content.trim() ? content : null;
+  if (Array.isArray(content)) {
+    for (const b of content) {
+      if (b && typeof b === "object" && types.includes(b.type) && typeof b.text === "string" && b.text) {
+        return b.text;
+      }
+    }
+  }
+  return null;
+}
+function clip(s) {
+  return typeof s === "string" ? s.slice(0, FIRST_PROMPT_MAX) : null;
+}
+function toIso(ts) {
+  if (ts === undefined || ts === null)
+    return;
+  if (typeof ts === "string")
+    return ts;
+  if (typeof ts === "number" && Number.isFinite(ts)) {
+    try {
+      return new Date(ts).toISOString();
+    } catch {
+      return;
+    }
+  }
+  return;
+}
+function pageFromEnd(items, limit, offset) {
+  const total = items.length;
+  const start = Math.max(0, total - offset - limit);
+  const end = Math.max(0, total - offset);
+  return { slice: items.slice(start, end), total };
+}
+function safeJson(s) {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return null;
+  }
+}
+function fileSession({ id, agentType, directory, filePath, messageCount, firstPrompt, stat }) {
+  return {
+    id,
+    agentType,
+    title: firstPrompt || directory,
+    directory,
+    filePath,
+    messageCount,
+    firstPrompt,
+    lastActivity: Math.round(stat.mtimeMs)
+  };
+}
+
+// src/agents/claude.js
+var agentType = "claude";
+function roots(home) {
+  return [path2.join(home, ".claude", "projects")];
+}
+function listFiles(home) {
+  const out = [];
+  const base = roots(home)[0];
+  for (const proj of listDir(base)) {
+    if (!proj.isDirectory())
+      continue;
+    const dir = path2.join(base, proj.name);
+    for (const f of listDir(dir)) {
+      if (!f.isFile() || !f.name.endsWith(".jsonl") || f.name.startsWith("agent-"))
+        continue;
+      out.push({ filePath: path2.join(dir, f.name), meta: proj.name });
+    }
+  }
+  return out;
+}
+function promptOf(entry) {
+  if (entry.type !== "user" && entry.type !== "human")
+    return null;
+  const c = entry.message?.content;
+  if (typeof c === "string")
+    return c.trim() ? c : null;
+  if (Array.isArray(c))
+    return firstText(c);
+  if (typeof entry.content === "string" && entry.content.trim())
+    return entry.content;
+  return null;
+}
+function parseFile(filePath, projectName, stat) {
+  const { entries, skipped } = parseJsonl(readText(filePath));
+  if (entries.length === 0)
+    return { session: null, skipped };
+  let firstPrompt = null;
+  for (const e of entries) {
+    const p = promptOf(e);
+    if (p) {
+      firstPrompt = clip(p);
+      break;
+    }
+  }
+  return {
+    skipped,
+    session: fileSession({
+      id: path2.basename(filePath, ".jsonl"),
+      agentType,
+      directory: projectName,
+      filePath,
+      messageCount: entries.length,
+      firstPrompt,
+      stat
+    })
+  };
+}
+function convertEntry(entry) {
+  const ts = entry.timestamp;
+  if (entry.type === "user" || entry.type === "human") {
+    const c = entry.message?.content;
+    const out = [];
+    if (typeof c === "string") {
+      if (c.trim())
+        out.push({ type: "user", content: c, timestamp: ts });
+    } else if (Array.isArray(c)) {
+      const t = firstText(c);
+      if (t)
+        out.push({ type: "user", content: t, timestamp: ts });
+      for (const b of c) {
+        if (b && b.type === "tool_result") {
+          out.push({
+            type: "tool_result",
+            content: typeof b.content === "string" ? b.content : JSON.stringify(b.content ?? ""),
+            toolId: b.tool_use_id,
+            timestamp: ts
+          });
+        }
+      }
+    } else if (typeof entry.content === "string" && entry.content.trim()) {
+      out.push({ type: "user", content: entry.content, timestamp: ts });
+    }
+    return out;
+  }
+  if (entry.type === "assistant") {
+    const c = entry.message?.content;
+    if (typeof c === "string")
+      return c.trim() ? [{ type: "assistant", content: c, timestamp: ts }] : [];
+    if (!Array.isArray(c))
+      return [];
+    const out = [];
+    for (const b of c) {
+      if (!b || typeof b !== "object")
+        continue;
+      if (b.type === "text" && b.text)
+        out.push({ type: "assistant", content: b.text, timestamp: ts });
+      else if (b.type === "tool_use")
+        out.push({
+          type: "tool_use",
+          toolName: b.name,
+          toolId: b.id,
+          toolInput: JSON.stringify(b.input ?? {}),
+          timestamp: ts
+        });
+    }
+    return out;
+  }
+  if (entry.type === "tool_result") {
+    return [
+      {
+        type: "tool_result",
+        content: typeof entry.content === "string" ? entry.content : JSON.stringify(entry.content ?? ""),
+        toolId: entry.tool_use_id,
+        timestamp: ts
+      }
+    ];
+  }
+  return [];
+}
+function getMessages(session, limit, offset) {
+  const { entries } = parseJsonl(readText(session.filePath));
+  const { slice, total } = pageFromEnd(entries, limit, offset);
+  const messages = [];
+  for (const e of slice)
+    messages.push(...convertEntry(e));
+  return { messages, total };
+}
+
+// src/agents/pi.js
+import * as path3 from "path";
+var agentType2 = "pi";
+function roots2(home) {
+  return [path3.join(home, ".pi", "agent", "sessions")];
+}
+function listFiles2(home) {
+  const out = [];
+  walkFiles(roots2(home)[0], (n) => n.endsWith(".jsonl"), (p, _e, dir) => out.push({ filePath: p, meta: path3.basename(dir) }));
+  return out;
+}
+function idFromName(filePath) {
+  const base = path3.basename(filePath, ".jsonl");
+  const parts = base.split("_");
+  return parts.length > 1 ? parts[parts.length - 1] : base;
+}
+function roleOf(e) {
+  return e.role ?? e.message?.role;
+}
+function contentOf(e) {
+  return e.content !== undefined ? e.content : e.message?.content;
+}
+function isMessage(e) {
+  const r = roleOf(e);
+  return e.type === "message" && (r === "user" || r === "assistant");
+}
+function parseFile2(filePath, dirName, stat) {
+  const { entries, skipped } = parseJsonl(readText(filePath));
+  if (entries.length === 0)
+    return { session: null, skipped };
+  let id = idFromName(filePath);
+  let firstPrompt = null;
+  let messageCount = 0;
+  for (const e of entries) {
+    if ((e.type === "header" || e.type === "session") && typeof e.id === "string" && e.id)
+      id = e.id;
+    if (isMessage(e)) {
+      messageCount++;
+      if (!firstPrompt && roleOf(e) === "user") {
+        const t = firstText(contentOf(e));
+        if (t)
+          firstPrompt = clip(t);
+      }
+    }
+  }
+  return {
+    skipped,
+    session: fileSession({ id, agentType: agentType2, directory: dirName, filePath, messageCount, firstPrompt, stat })
+  };
+}
+function getMessages2(session, limit, offset) {
+  const { entries } = parseJsonl(readText(session.filePath));
+  const all = [];
+  for (const e of entries) {
+    if (!isMessage(e))
+      continue;
+    const t = firstText(contentOf(e));
+    if (t)
+      all.push({ type: roleOf(e), content: t, timestamp: toIso(e.timestamp ?? e.message?.timestamp) });
+  }
+  const { slice, total } = pageFromEnd(all, limit, offset);
+  return { messages: slice, total };
+}
+
+// src/agents/codex.js
+import * as path4 from "path";
+var agentType3 = "codex";
+var TEXT_TYPES = ["input_text", "output_text", "text"];
+var UUID_TAIL = /([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
+function roots3(home) {
+  return [path4.join(home, ".codex", "sessions")];
+}
+function listFiles3(home) {
+  const out = [];
+  walkFiles(roots3(home)[0], (n) => n.startsWith("rollout-") && n.endsWith(".jsonl"), (p, _e, dir) => out.push({ filePath: p, meta: path4.basename(dir) }));
+  return out;
+}
+function idFromName2(filePath) {
+  const base = path4.basename(filePath, ".jsonl");
+  const m = base.match(UUID_TAIL);
+  return m ? m[1] : base;
+}
+function itemOf(e) {
+  if (e.type === "response_item" && e.payload && typeof e.payload === "object")
+    return e.payload;
+  if (e.type === "message" || e.type === "function_call" || e.type === "function_call_output")
+    return e;
+  return null;
+}
+function isInjected(text) {
+  const t = text.trimStart();
+  return t.startsWith("<environment_context>") || t.startsWith("<user_instructions>") || t.startsWith("# AGENTS.md");
+}
+function parseFile3(filePath, dirName, stat) {
+  const { entries, skipped } = parseJsonl(readText(filePath));
+  if (entries.length === 0)
+    return { session: null, skipped };
+  let id = null;
+  let directory = null;
+  let firstPrompt = null;
+  let messageCount = 0;
+  const first = entries[0];
+  if (first.type === "session_meta" && first.payload) {
+    if (typeof first.payload.id === "string")
+      id = first.payload.id;
+    if (typeof first.payload.cwd === "string")
+      directory = first.payload.cwd;
+  } else if (typeof first.id === "string" && first.id && !first.type) {
+    id = first.id;
+  }
+  for (const e of entries) {
+    if (!directory && e.type === "turn_context" && typeof e.payload?.cwd === "string")
+      directory = e.payload.cwd;
+    const it = itemOf(e);
+    if (!it || it.type !== "message" || it.role !== "user" && it.role !== "assistant")
+      continue;
+    messageCount++;
+    if (!firstPrompt && it.role === "user") {
+      const t = firstText(it.content, TEXT_TYPES);
+      if (t && !isInjected(t))
+        firstPrompt = clip(t);
+    }
+  }
+  directory = directory || dirName;
+  return {
+    skipped,
+    session: fileSession({ id: id || idFromName2(filePath), agentType: agentType3, directory, filePath, messageCount, firstPrompt, stat })
+  };
+}
+function getMessages3(session, limit, offset) {
+  const { entries } = parseJsonl(readText(session.filePath));
+  const all = [];
+  for (const e of entries) {
+    const it = itemOf(e);
+    if (!it)
+      continue;
+    const ts = e.timestamp;
+    if (it.type === "message" && (it.role === "user" || it.role === "assistant")) {
+      const t = firstText(it.content, TEXT_TYPES);
+      if (t && !(it.role === "user" && isInjected(t)))
+        all.push({ type: it.role, content: t, timestamp: ts });
+    } else if (it.type === "function_call") {
+      all.push({
+        type: "tool_use",
+        toolName: it.name,
+        toolId: it.call_id ?? it.id,
+        toolInput: typeof it.arguments === "string" ? it.arguments : JSON.stringify(it.arguments ?? {}),
+        timestamp: ts
+      });
+    } else if (it.type === "function_call_output") {
+      const o = it.output;
+      all.push({
+        type: "tool_result",
+        content: typeof o === "string" ? o : typeof o?.content === "string" ? o.content : JSON.stringify(o ?? ""),
+        toolId: it.call_id,
+        timestamp: ts
+      });
+    }
+  }
+  const { slice, total } = pageFromEnd(all, limit, offset);
+  return { messages: slice, total };
+}
+
+// src/agents/opencode.js
+import * as fs2 from "fs";
+import * as path5 from "path";
+import { Database } from "bun:sqlite";
+var agentType4 = "opencode";
+function baseDir(home) {
+  return path5.join(home, ".local", "share", "opencode");
+}
+function dbPath(home) {
+  return path5.join(baseDir(home), "opencode.db");
+}
+function storageDir(home) {
+  return path5.join(baseDir(home), "storage");
+}
+function dbSignature(home) {
+  const p = dbPath(home);
+  const s = statOrNull(p);
+  if (!s)
+    return null;
+  const w = statOrNull(p + "-wal");
+  return `${s.size}:${s.mtimeMs}:${w ? `${w.size}:${w.mtimeMs}` : "-"}`;
+}
+function withDb(home, readonly, fn) {
+  const db = readonly ? new Database(dbPath(home), { readonly: true }) : new Database(dbPath(home));
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+function listSqliteSessions(home) {
+  return withDb(home, true, (db) => {
+    let rows;
+    try {
+      rows = db.query(`SELECT s.id AS id, s.title AS title, s.directory AS directory, s.time_updated AS time_updated,
+                  COUNT(m.id) AS message_count
+             FROM session s LEFT JOIN message m ON m.session_id = s.id
+            GROUP BY s.id`).all();
+    } catch {
+      rows = db.query(`SELECT id, title, directory, time_updated, 0 AS message_count FROM session`).all();
+    }
+    return rows.map((r) => ({
+      id: String(r.id),
+      agentType: agentType4,
+      title: r.title || "",
+      directory: r.directory || "",
+      filePath: "",
+      messageCount: Number(r.message_count) || 0,
+      firstPrompt: r.title || null,
+      lastActivity: Number(r.time_updated) || 0,
+      source: "sqlite"
+    }));
+  });
+}
+function convertPart(part, role, timestamp) {
+  if (!part || typeof part !== "object")
+    return [];
+  if (part.type === "text" && part.text)
+    return [{ type: role, content: part.text, timestamp }];
+  if (part.type !== "tool")
+    return [];
+  const toolName = part.state?.title || part.tool || "";
+  const toolId = part.callID || part.id || "";
+  const out = [
+    {
+      type: "tool_use",
+      toolName,
+      toolId,
+      toolInput: part.state?.input ? JSON.stringify(part.state.input) : "",
+      timestamp
+    }
+  ];
+  if (part.state?.output)
+    out.push({ type: "tool_result", content: String(part.state.output), toolId, timestamp });
+  return out;
+}
+function convertMessage(data, parts, timeCreated) {
+  if (!data || data.role !== "user" && data.role !== "assistant")
+    return [];
+  const ts = toIso(timeCreated ?? data.time?.created);
+  const out = [];
+  for (const p of parts)
+    out.push(...convertPart(p, data.role, ts));
+  if (parts.length === 0) {
+    const inline = typeof data.content === "string" ? data.content : typeof data.text === "string" ? data.text : null;
+    if (inline)
+      out.push({ type: data.role, content: inline, timestamp: ts });
+  }
+  return out;
+}
+function sqliteMessages(home, sessionId) {
+  return withDb(home, true, (db) => {
+    const msgs = db.query(`SELECT id, data, time_created FROM message WHERE session_id = ? ORDER BY time_created, id`).all(sessionId);
+    const byMsg = new Map;
+    try {
+      const parts = db.query(`SELECT message_id, data FROM part WHERE session_id = ? ORDER BY message_id, id`).all(sessionId);
+      for (const p of parts) {
+        const d = safeJson(p.data);
+        if (!d)
+          continue;
+        if (!byMsg.has(p.message_id))
+          byMsg.set(p.message_id, []);
+        byMsg.get(p.message_id).push(d);
+      }
+    } catch {}
+    const out = [];
+    for (const m of msgs)
+      out.push(...convertMessage(safeJson(m.data), byMsg.get(m.id) ?? [], m.time_created));
+    return out;
+  });
+}
+function listJsonFiles(home) {
+  const root = path5.join(storageDir(home), "session");
+  const out = [];
+  for (const proj of listDir(root)) {
+    if (!proj.isDirectory())
+      continue;
+    const dir = path5.join(root, proj.name);
+    for (const f of listDir(dir)) {
+      if (!f.isFile() || !f.name.startsWith("ses_") || !f.name.endsWith(".json"))
+        continue;
+      const id = f.name.slice(0, -".json".length);
+      out.push({ filePath: path5.join(dir, f.name), meta: proj.name, extraStat: path5.join(storageDir(home), "message", id) });
+    }
+  }
+  return out;
+}
+function countJson(dir) {
+  let n = 0;
+  for (const f of listDir(dir))
+    if (f.isFile() && f.name.endsWith(".json"))
+      n++;
+  return n;
+}
+function parseJsonSession(filePath, project, stat, home) {
+  const data = safeJson(readText(filePath));
+  if (!data || typeof data !== "object")
+    throw new Error("invalid session JSON");
+  const id = typeof data.id === "string" && data.id ? data.id : path5.basename(filePath, ".json");
+  const updated = Number(data.time?.updated) || Math.round(stat.mtimeMs);
+  return {
+    skipped: 0,
+    session: {
+      id,
+      agentType: agentType4,
+      title: data.title || "",
+      directory: data.directory || project,
+      filePath,
+      messageCount: countJson(path5.join(storageDir(home), "message", id)),
+      firstPrompt: data.title || null,
+      lastActivity: updated,
+      source: "json"
+    }
+  };
+}
+function jsonMessages(home, sessionId) {
+  const mdir = path5.join(storageDir(home), "message", sessionId);
+  const records = [];
+  for (const f of listDir(mdir)) {
+    if (!f.isFile() || !f.name.endsWith(".json"))
+      continue;
+    const d = safeJson(readText(path5.join(mdir, f.name)));
+    if (d && typeof d === "object")
+      records.push({ ...d, id: d.id || f.name.slice(0, -5) });
+  }
+  records.sort((a, b) => (Number(a.time?.created) || 0) - (Number(b.time?.created) || 0) || String(a.id).localeCompare(String(b.id)));
+  const out = [];
+  for (const r of records) {
+    const pdir = path5.join(storageDir(home), "part", r.id);
+    const parts = listDir(pdir).filter((f) => f.isFile() && f.name.endsWith(".json")).map((f) => f.name).sort().map((n) => safeJson(readText(path5.join(pdir, n)))).filter(Boolean);
+    out.push(...convertMessage(r, parts, r.time?.created));
+  }
+  return out;
+}
+function getMessages4(session, limit, offset, home) {
+  const all = session.source === "json" ? jsonMessages(home, session.id) : sqliteMessages(home, session.id);
+  const { slice, total } = pageFromEnd(all, limit, offset);
+  return { messages: slice, total };
+}
+function deleteSession(session, home) {
+  if (session.source === "json") {
+    fs2.rmSync(session.filePath, { force: true });
+    const mdir = path5.join(storageDir(home), "message", session.id);
+    for (const f of listDir(mdir)) {
+      const msgId = f.name.replace(/\.json$/, "");
+      fs2.rmSync(path5.join(storageDir(home), "part", msgId), { recursive: true, force: true });
+    }
+    fs2.rmSync(mdir, { recursive: true, force: true });
+    return;
+  }
+  withDb(home, false, (db) => {
+    db.run("PRAGMA foreign_keys = ON");
+    db.query("DELETE FROM session WHERE id = ?").run(session.id);
+  });
+}
+
+// src/session-index.js
+var FILE_SOURCES = [
+  { name: "claude", agent: exports_claude, list: (h) => listFiles(h), parse: (p, m, s) => parseFile(p, m, s) },
+  { name: "opencode-json", agent: exports_opencode, list: (h) => listJsonFiles(h), parse: (p, m, s, h) => parseJsonSession(p, m, s, h) },
+  { name: "pi", agent: exports_pi, list: (h) => listFiles2(h), parse: (p, m, s) => parseFile2(p, m, s) },
+  { name: "codex", agent: exports_codex, list: (h) => listFiles3(h), parse: (p, m, s) => parseFile3(p, m, s) }
+];
+function split(session) {
+  const { source, ...pub } = session;
+  return { pub, source };
+}
+
+class SessionIndex {
+  constructor({ home, fullRescan = false, watch = false, log = () => {} }) {
+    this.home = home;
+    this.fullRescan = fullRescan;
+    this.watchEnabled = watch;
+    this.log = log;
+    this.fileCache = new Map;
+    this.sqlite = { sig: null, entries: [], failed: false };
+    this.byId = new Map;
+    this.generation = 0;
+    this.listCache = null;
+    this.skipped = { lines: 0, files: 0 };
+    this.stats = { scans: 0, parsedFiles: 0, lastScanMs: 0 };
+    this.watchers = new Map;
+    this.debounce = null;
+  }
+  scan() {
+    const t0 = performance.now();
+    let changed = false;
+    if (this.fullRescan) {
+      this.fileCache.clear();
+      this.sqlite = { sig: null, entries: [], failed: false, forced: true };
+      changed = true;
+    }
+    const seen = new Set;
+    for (const src of FILE_SOURCES) {
+      let files;
+      try {
+        files = src.list(this.home);
+      } catch {
+        files = [];
+      }
+      for (const { filePath, meta, extraStat } of files) {
+        const st = statOrNull(filePath);
+        if (!st || !st.isFile())
+          continue;
+        let sig = `${st.size}:${st.mtimeMs}`;
+        if (extraStat) {
+          const es = statOrNull(extraStat);
+          sig += es ? `:${es.mtimeMs}` : ":-";
+        }
+        seen.add(filePath);
+        const cached = this.fileCache.get(filePath);
+        if (cached && cached.sig === sig)
+          continue;
+        changed = true;
+        this.stats.parsedFiles++;
+        try {
+          const r = src.parse(filePath, meta, st, this.home);
+          const entry = r.session ? { ...split(r.session), agent: src.agent } : null;
+          this.fileCache.set(filePath, { sig, entry, skippedLines: r.skipped || 0, failed: false });
+        } catch (err) {
+          this.fileCache.set(filePath, { sig, entry: null, skippedLines: 0, failed: true });
+          this.log(`[index] skipped unreadable file ${filePath}: ${err?.message ?? err}`);
+        }
+      }
+    }
+    for (const p of this.fileCache.keys()) {
+      if (!seen.has(p)) {
+        this.fileCache.delete(p);
+        changed = true;
+      }
+    }
+    const dbSig = dbSignature(this.home);
+    if (dbSig !== this.sqlite.sig || this.sqlite.forced) {
+      changed = true;
+      if (dbSig === null)
+        this.sqlite = { sig: null, entries: [], failed: false };
+      else {
+        try {
+          const rows = listSqliteSessions(this.home);
+          this.sqlite = { sig: dbSig, entries: rows.map((s) => ({ ...split(s), agent: exports_opencode })), failed: false };
+        } catch (err) {
+          this.sqlite = { sig: dbSig, entries: [], failed: true };
+          this.log(`[index] skipped unreadable opencode db: ${err?.message ?? err}`);
+        }
+      }
+    }
+    if (changed)
+      this.rebuild();
+    this.stats.scans++;
+    this.stats.lastScanMs = Math.round((performance.now() - t0) * 100) / 100;
+    if (this.watchEnabled)
+      this.ensureWatchers();
+    return changed;
+  }
+  rebuild() {
+    const byId = new Map;
+    let lines = 0;
+    let files = 0;
+    const add = (e) => {
+      if (e)
+        byId.set(e.pub.id, e);
+    };
+    for (const c of this.fileCache.values()) {
+      lines += c.skippedLines;
+      if (c.failed)
+        files++;
+      add(c.entry);
+    }
+    if (this.sqlite.failed)
+      files++;
+    for (const e of this.sqlite.entries)
+      add(e);
+    this.byId = byId;
+    this.skipped = { lines, files };
+    this.generation++;
+    this.listCache = null;
+  }
+  get size() {
+    return this.byId.size;
+  }
+  list() {
+    return Array.from(this.byId.values(), (e) => e.pub).sort((a, b) => b.lastActivity - a.lastActivity);
+  }
+  listBody() {
+    if (!this.listCache || this.listCache.generation !== this.generation) {
+      this.listCache = { generation: this.generation, body: JSON.stringify({ sessions: this.list() }) };
+    }
+    return this.listCache.body;
+  }
+  lookup(id) {
+    let e = this.byId.get(id);
+    if (!e && !this.fullRescan) {
+      this.scan();
+      e = this.byId.get(id);
+    }
+    return e;
+  }
+  get(id) {
+    return this.lookup(id)?.pub;
+  }
+  getMessages(id, limit, offset) {
+    const e = this.lookup(id);
+    if (!e)
+      return { id, messages: [], total: 0 };
+    try {
+      const { messages, total } = e.agent.getMessages({ ...e.pub, source: e.source }, limit, offset, this.home);
+      return { id: e.pub.id, messages, total };
+    } catch {
+      return { id: e.pub.id, messages: [], total: 0 };
+    }
+  }
+  delete(id) {
+    const e = this.lookup(id);
+    if (!e)
+      return { success: false, error: "Session not found" };
+    try {
+      if (e.agent === exports_opencode)
+        deleteSession({ ...e.pub, source: e.source }, this.home);
+      else
+        fs3.unlinkSync(e.pub.filePath);
+    } catch (err) {
+      return { success: false, error: `Failed to delete session: ${err?.message ?? err}` };
+    }
+    if (e.pub.filePath)
+      this.fileCache.delete(e.pub.filePath);
+    if (e.source === "sqlite") {
+      this.sqlite = { ...this.sqlite, entries: this.sqlite.entries.filter((x) => x.pub.id !== id), sig: dbSignature(this.home) };
+    }
+    this.rebuild();
+    return { success: true };
+  }
+  watchRoots() {
+    return [
+      ...roots(this.home),
+      ...roots2(this.home),
+      ...roots3(this.home),
+      storageDir(this.home),
+      baseDir(this.home)
+    ];
+  }
+  ensureWatchers() {
+    for (const root of this.watchRoots()) {
+      if (this.watchers.has(root) || !statOrNull(root))
+        continue;
+      try {
+        const recursive = root !== baseDir(this.home);
+        const w = fs3.watch(root, { recursive }, () => this.schedule());
+        w.on?.("error", () => {
+          try {
+            w.close();
+          } catch {}
+          this.watchers.delete(root);
+        });
+        this.watchers.set(root, w);
+      } catch {}
+    }
+  }
+  schedule() {
+    if (this.debounce)
+      clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => {
+      this.debounce = null;
+      try {
+        this.scan();
+      } catch (err) {
+        this.log(`[index] watch-triggered scan failed: ${err?.message ?? err}`);
+      }
+    }, 100);
+  }
+  close() {
+    if (this.debounce)
+      clearTimeout(this.debounce);
+    for (const w of this.watchers.values()) {
+      try {
+        w.close();
+      } catch {}
+    }
+    this.watchers.clear();
+  }
+}
+
+// src/server.js
+var JSON_HEADERS = { "content-type": "application/json" };
+function json(obj, status = 200) {
+  return new Response(JSON.stringify(obj), { status, headers: JSON_HEADERS });
+}
+function intParam(v, dflt) {
+  if (v === null || v === undefined || v === "")
+    return dflt;
+  const n = Number.parseInt(v, 10);
+  return Number.isFinite(n) && n >= 0 ? n : dflt;
+}
+function createHandler(index) {
+  return function handle(req) {
+    const url = new URL(req.url);
+    const p = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, "") : url.pathname;
+    const m = req.method;
+    try {
+      if (p === "/health" && m === "GET") {
+        return json({
+          status: "ok",
+          version: VERSION,
+          sessionCount: index.size,
+          skipped: index.skipped,
+          mode: index.fullRescan ? "full-rescan" : "incremental"
+        });
+      }
+      if (p === "/sessions" && m === "GET") {
+        index.scan();
+        return new Response(index.listBody(), { headers: JSON_HEADERS });
+      }
+      if (p === "/refresh" && m === "POST") {
+        index.scan();
+        return json({ success: true });
+      }
+      const mm = p.match(/^\/sessions\/([^/]+)(\/messages)?$/);
+      if (mm) {
+        let id;
+        try {
+          id = decodeURIComponent(mm[1]);
+        } catch {
+          id = mm[1];
+        }
+        if (mm[2]) {
+          if (m !== "GET")
+            return json({ error: "Not Found" }, 404);
+          const limit = intParam(url.searchParams.get("limit"), 50);
+          const offset = intParam(url.searchParams.get("offset"), 0);
+          return json(index.getMessages(id, limit, offset));
+        }
+        if (m === "GET") {
+          const s = index.get(id);
+          return s ? json({ session: s }) : json({ error: "Session not found" }, 404);
+        }
+        if (m === "DELETE") {
+          const r = index.delete(id);
+          return r.success ? json({ success: true }) : json({ success: false, error: r.error }, 404);
+        }
+      }
+      return json({ error: "Not Found" }, 404);
+    } catch (err) {
+      return json({ error: String(err?.message ?? err) }, 500);
+    }
+  };
+}
+function startServer(index, { port = 7392, host = "0.0.0.0" } = {}) {
+  return Bun.serve({ port, hostname: host, fetch: createHandler(index) });
+}
+
+// src/cli.js
+var USAGE = `perry ${VERSION}
+Usage:
+  perry worker serve [--port N] [--host H] [--full-rescan] [--no-watch]
+  perry --version
+
+Environment:
+  PERRY_WORKER_HOME          home directory to scan (default: $HOME)
+  PERRY_WORKER_FULL_RESCAN=1 re-parse every session file on each GET /sessions (Perry behaviour)
+  PERRY_WORKER_WATCH=0       disable file watchers`;
+function truthy(v) {
+  return v !== undefined && v !== "" && v !== "0" && v.toLowerCase() !== "false";
+}
+function parseArgs(argv) {
+  const opts = { port: 7392, host: "0.0.0.0", fullRescan: truthy(process.env.PERRY_WORKER_FULL_RESCAN), watch: process.env.PERRY_WORKER_WATCH === undefined ? true : truthy(process.env.PERRY_WORKER_WATCH) };
+  for (let i = 0;i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      if (a.includes("="))
+        return a.slice(a.indexOf("=") + 1);
+      if (i + 1 >= argv.length)
+        throw new Error(`missing value for ${a}`);
+      return argv[++i];
+    };
+    if (a === "--port" || a === "-p" || a.startsWith("--port=")) {
+      const n = Number(val());
+      if (!Number.isInteger(n) || n < 0 || n > 65535)
+        throw new Error("invalid --port");
+      opts.port = n;
+    } else if (a === "--host" || a.startsWith("--host="))
+      opts.host = val();
+    else if (a === "--full-rescan")
+      opts.fullRescan = true;
+    else if (a === "--no-watch")
+      opts.watch = false;
+    else
+      throw new Error(`unknown option: ${a}`);
+  }
+  return opts;
+}
+function serve(argv) {
+  let opts;
+  try {
+    opts = parseArgs(argv);
+  } catch (err) {
+    console.error(`error: ${err.message}
+${USAGE}`);
+    process.exit(2);
+  }
+  const home = process.env.PERRY_WORKER_HOME || os.homedir();
+  const index = new SessionIndex({ home, fullRescan: opts.fullRescan, watch: opts.watch, log: (m) => console.error(m) });
+  index.scan();
+  let server;
+  try {
+    server = startServer(index, opts);
+  } catch (err) {
+    console.error(`error: cannot listen on ${opts.host}:${opts.port}: ${err?.message ?? err}`);
+    process.exit(1);
+  }
+  console.log(`perry worker ${VERSION} listening on ${server.hostname}:${server.port} (home=${home}, mode=${opts.fullRescan ? "full-rescan" : "incremental"}, sessions=${index.size})`);
+  let stopping = false;
+  const shutdown = (sig) => {
+    if (stopping)
+      return;
+    stopping = true;
+    console.log(`perry worker: ${sig} received, shutting down`);
+    index.close();
+    try {
+      server.stop(true);
+    } catch {}
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+}
+function main(argv) {
+  const [cmd, sub, ...rest] = argv;
+  if (cmd === "--version" || cmd === "-v" || cmd === "version") {
+    console.log(VERSION);
+    return;
+  }
+  if (cmd === "worker" && sub === "serve")
+    return serve(rest);
+  if (cmd === undefined || cmd === "--help" || cmd === "-h" || cmd === "help") {
+    console.log(USAGE);
+    return;
+  }
+  console.error(`error: unknown command: ${argv.join(" ")}
+${USAGE}`);
+  process.exit(2);
+}
+main(process.argv.slice(2));
