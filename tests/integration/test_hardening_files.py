@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import json
+import shutil
 import time
 
 import pytest
@@ -154,6 +155,7 @@ def test_the_image_role_never_adopts_a_derived_or_dangling_image(topology, works
     ours = _image_id(topology, workspace_image)
     derived = "localhost/%sderived:latest" % prefix
     target = "localhost/%sperry:latest" % prefix
+    work_dir = "/var/tmp/perry-image-%s" % prefix.rstrip("-")  # this test's own build context
     made = []
     try:
         # dangling first (older), then a tagged derived image with ENTRYPOINT [] (newest: listed first)
@@ -164,7 +166,7 @@ def test_the_image_role_never_adopts_a_derived_or_dangling_image(topology, works
         topology.cli("build", "-t", derived, "-", input="FROM %s\nENTRYPOINT []\n" % workspace_image, timeout=300)
         made.append(_image_id(topology, derived))
         # the same build settings as the workspace image (conftest's build_workspace_image): the same content hash
-        extra = dict(_BUILDERS[topology.name], perry_image_base=BASE_IMAGE,
+        extra = dict(_BUILDERS[topology.name], perry_image_base=BASE_IMAGE, perry_image_work_dir=work_dir,
                      perry_image_ca_certificates=sorted(glob.glob("/usr/local/share/ca-certificates/*.crt")),
                      perry_image_claude_code_version="", perry_image_opencode_version="")
         role = [{"name": "image", "ansible.builtin.include_role": {"name": "perry.fleet.image"}}]
@@ -182,3 +184,4 @@ def test_the_image_role_never_adopts_a_derived_or_dangling_image(topology, works
         for image_id in made:
             if image_id and image_id != ours:
                 topology.cli("rmi", "-f", image_id, check=False)
+        shutil.rmtree(work_dir, ignore_errors=True)
