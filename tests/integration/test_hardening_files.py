@@ -98,7 +98,7 @@ def test_a_planted_files_manifest_never_blocks_and_is_repaired(topology, workspa
         "fifo": "rm -f {m}; mkfifo {m}",
         # the right digest, behind a link: not trusted (a link could point anywhere), replaced by a regular file
         "symlink": "cp {m} ~/elsewhere; rm -f {m}; ln -s ~/elsewhere {m}",
-        "huge": "head -c 64M /dev/zero > {m}",
+        "huge": "rm -f {m}; head -c 64M /dev/zero > {m}",
     }
     as_user(topology, cname, plants[plant].format(m=manifest))
     start = time.monotonic()
