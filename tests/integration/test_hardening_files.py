@@ -177,7 +177,7 @@ def test_the_image_role_never_adopts_a_derived_or_dangling_image(topology, works
             assert out["rc"] == 0, out["stdout"][-3000:]
             assert _image_id(topology, target) == ours, (existing, _image_id(topology, target), ours)
         entrypoint = topology.cli("image", "inspect", "--format", "{{json .Config.Entrypoint}}", target).stdout
-        assert json.loads(entrypoint) == ["/usr/bin/tini", "--", "/usr/local/bin/perry-entrypoint"]
+        assert json.loads(entrypoint) == ["/usr/bin/tini", "--", "/bin/bash", "/usr/local/bin/perry-entrypoint"]
         assert dangling != ours
     finally:  # only what this test made: the tag it added to ours, the two derived images by id
         topology.cli("untag", target, check=False)

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # perry-entrypoint: boot a Perry workspace container (runs under tini; plain bash, no bun needed).
 #  1. container env -> /etc/environment (non-secret) and ~workspace/.config/perry/secrets.env (0600, keys named
 #     in PERRY_SECRET_ENV_KEYS); secrets are then removed from the env of everything started here
@@ -9,7 +9,8 @@
 #  5. supervise `/usr/local/bin/perry worker serve` as user workspace (pidfile, restart within ~2 s)
 #  6. monitor sshd/dockerd every 10 s; SIGTERM/SIGINT -> stop everything and exit promptly
 # With arguments (`docker run IMAGE CMD...`) it only does step 1 and execs CMD.
-# Root never follows the workspace user: this script runs with a fixed PATH (the image's puts ~/.local/bin first),
+# Root never follows the workspace user: the image runs this script as `/bin/bash perry-entrypoint` (the shebang's
+# env would look bash up on the image's PATH, where ~/.local/bin comes first), with a fixed PATH (the image's puts ~/.local/bin first),
 # and everything written in the home (secrets.env, authorized_keys) or in /tmp (the worker log) is written by the
 # workspace user (as_user), so a link the user planted leads only where the user could write anyway.
 set -u
