@@ -162,7 +162,7 @@ def test_the_image_role_never_adopts_a_derived_or_dangling_image(topology, works
         topology.cli("build", "-t", derived, "-", input="FROM %s\nRUN touch /h3-dangling\n" % workspace_image, timeout=300)
         dangling = _image_id(topology, derived)
         made.append(dangling)
-        topology.cli("untag", derived)
+        topology.cli("untag", derived, derived)  # podman untag IMAGE NAME: without NAME it drops every tag
         topology.cli("build", "-t", derived, "-", input="FROM %s\nENTRYPOINT []\n" % workspace_image, timeout=300)
         made.append(_image_id(topology, derived))
         # the same build settings as the workspace image (conftest's build_workspace_image): the same content hash
@@ -180,7 +180,7 @@ def test_the_image_role_never_adopts_a_derived_or_dangling_image(topology, works
         assert json.loads(entrypoint) == ["/usr/bin/tini", "--", "/bin/bash", "/usr/local/bin/perry-entrypoint"]
         assert dangling != ours
     finally:  # only what this test made: the tag it added to ours, the two derived images by id
-        topology.cli("untag", target, check=False)
+        topology.cli("untag", target, target, check=False)
         for image_id in made:
             if image_id and image_id != ours:
                 topology.cli("rmi", "-f", image_id, check=False)
