@@ -9,11 +9,12 @@ write. With a local engine the file is on this host already, in the container's 
 workspace (~0.1-0.3 s each, more under rootless podman). Every failure returns None and callers fall
 back to `exec`; only an exact match is trusted, so a stale or unreadable file costs the exec, never a
 wrong answer. The container controls those directories: symlinks are never followed, only regular files
-are read, and reads are bounded.
+are read (opened O_NONBLOCK, so a FIFO planted there never blocks), and reads are bounded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import stat
@@ -40,27 +41,84 @@ def host_path(container: dict | None, path: str) -> tuple | None:
     return (upper, path.lstrip("/")) if upper else None
 
 
-def read_on_host(engine, container: dict | None, path: str) -> str | None:
-    """The text of the container's regular file ``path`` read on this host, or None when it cannot be."""
+def _open_no_follow(engine, container: dict | None, path: str) -> tuple | None:
+    """(fds to close, fd of the regular file) for the container's ``path`` on this host, no link followed at any
+    component and nothing but a regular file opened (O_NONBLOCK: a FIFO never blocks); None when it cannot be."""
     where = host_path(container, path) if eng.is_local(engine) else None
     if where is None:
         return None
     root, rel = where
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if ".." in parts or not parts:
+        return None
     fds = []
     try:
         fds.append(os.open(root, os.O_RDONLY | os.O_DIRECTORY))
-        parts = [p for p in rel.split("/") if p not in ("", ".")]
-        if ".." in parts or not parts:
-            return None
         for part in parts[:-1]:
             fds.append(os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fds[-1]))
         fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fds[-1])
         fds.append(fd)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, MAX_BYTES).decode("utf-8", "replace")
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fds, fd
     except OSError:  # missing, not readable by this user, a symlink (ELOOP), ...
+        pass
+    _close(fds)
+    return None
+
+
+def _close(fds) -> None:
+    for fd in reversed(fds):
+        os.close(fd)
+
+
+def read_on_host(engine, container: dict | None, path: str) -> str | None:
+    """The text (at most MAX_BYTES) of the container's regular file ``path`` read on this host, or None."""
+    opened = _open_no_follow(engine, container, path)
+    if opened is None:
+        return None
+    fds, fd = opened
+    try:
+        return os.read(fd, MAX_BYTES).decode("utf-8", "replace")
+    except OSError:
         return None
     finally:
-        for fd in reversed(fds):
-            os.close(fd)
+        _close(fds)
+
+
+def stat_on_host(engine, container: dict | None, path: str) -> os.stat_result | None:
+    """The stat of the container's regular file ``path`` on this host (no link followed), or None."""
+    opened = _open_no_follow(engine, container, path)
+    if opened is None:
+        return None
+    fds, fd = opened
+    try:
+        return os.fstat(fd)
+    finally:
+        _close(fds)
+
+
+def file_state_on_host(engine, container: dict | None, path: str, size: int) -> tuple | None:
+    """(permission bits, sha256) of the container's regular file ``path`` when it is ``size`` bytes long, read on
+    this host; ("size", None) for another size (not hashed: a file swollen to gigabytes costs nothing); None when
+    it cannot be read here (callers fall back to exec)."""
+    opened = _open_no_follow(engine, container, path)
+    if opened is None:
+        return None
+    fds, fd = opened
+    try:
+        st = os.fstat(fd)
+        if st.st_size != size:
+            return "size", None
+        digest = hashlib.sha256()
+        remaining = size
+        while remaining > 0:
+            block = os.read(fd, min(remaining, 1 << 20))
+            if not block:
+                break
+            digest.update(block)
+            remaining -= len(block)
+        return stat.S_IMODE(st.st_mode), digest.hexdigest()
+    except OSError:
+        return None
+    finally:
+        _close(fds)

@@ -6,7 +6,8 @@ its ``inspect`` says.
 
 One place owns: which binary runs and how the engine URL reaches it (DOCKER_HOST for the docker CLI, ``--url``
 for podman), the hard kill on timeout, what ran (for results, with secrets redacted), one batched ``inspect`` for
-many objects, and the readers of inspect data everyone uses (state, labels, published ports, locality).
+many objects, how an ``exec`` into a workspace is built (user, working directory, a fixed PATH: exec_argv), and the
+readers of inspect data everyone uses (state, labels, published ports, locality).
 
 Every call is bounded by the caller's timeout, ``engine_timeout`` by default. Two kinds of call get a floor
 instead, because their size is not ours to choose: an image pull (PULL_TIMEOUT_FLOOR) and a copy into a
@@ -32,6 +33,9 @@ COPY_TIMEOUT_FLOOR = 120.0   # seconds: a worker dist or a files set
 # Engine URLs we understand: a unix socket path or a tcp endpoint (ssh:// works with both CLIs too).
 _ENGINE_URL_RE = re.compile(r"^(unix:///\S+|tcp://[A-Za-z0-9.\-\[\]:]+:\d{1,5}/?|ssh://\S+)$")
 _MISSING_OBJECT_RE = re.compile(r"no such (object|container|image|volume)", re.IGNORECASE)
+# Every exec gets this PATH instead of the image's, which puts the workspace user's ~/.local/bin first: a root
+# exec must never run a binary the user planted. Callers use absolute paths as well.
+EXEC_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass
@@ -158,6 +162,15 @@ class Engine:
         except ValueError:
             raise EngineError("cannot parse container inspect output", cmd=self.describe(["container", "inspect"]),
                               rc=res.rc, stderr=res.stderr) from None
+
+
+def exec_argv(container: str, argv, user: str, interactive: bool = False) -> list:
+    """``exec`` arguments for both CLIs: an explicit user (never the image's default), ``/`` as the working
+    directory (not a directory the user controls) and EXEC_PATH; ``interactive`` keeps stdin open (-i)."""
+    if not user:
+        raise ValueError("exec_argv needs an explicit user")
+    return (["exec"] + (["-i"] if interactive else [])
+            + ["-u", user, "-w", "/", "--env", "PATH=" + EXEC_PATH, container] + list(argv))
 
 
 def validate_engine_url(url, what: str) -> str:

@@ -13,7 +13,7 @@ import tempfile
 from contextlib import contextmanager
 
 from ansible_collections.perry.fleet.plugins.module_utils import layout
-from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, container_state
+from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, container_state, exec_argv
 from ansible_collections.perry.fleet.plugins.module_utils.errors import EngineError, WorkspaceError
 from ansible_collections.perry.fleet.plugins.module_utils.waiter import wait_until
 from ansible_collections.perry.fleet.plugins.module_utils.workspace_spec import WorkspaceSpec, kv_file_text
@@ -73,16 +73,18 @@ class Lifecycle:
 
     def wait_ready(self, container: str) -> None:
         """Perry's waitForContainerReady (exec true), bounded by start_timeout."""
+        probe_argv = exec_argv(container, ["/bin/true"], user="root")  # root with a fixed PATH, no user binary
+
         def probe(remaining):
             try:
-                res = self.engine.run(["exec", container, "true"], timeout=max(min(remaining, 5.0), 0.5),
+                res = self.engine.run(probe_argv, timeout=max(min(remaining, 5.0), 0.5),
                                       check=False, record=False)
             except EngineError as exc:
                 return False, exc.msg
             return res.rc == 0, res.stderr.strip()
 
         waited = wait_until(probe, self.start_timeout, interval=0.1, max_interval=0.5)
-        self.engine.commands.append({"cmd": self.engine.describe(["exec", container, "true"]),
+        self.engine.commands.append({"cmd": self.engine.describe(probe_argv),
                                      "rc": 0 if waited.ok else None, "attempts": waited.attempts,
                                      "elapsed": round(waited.elapsed, 3)})
         if not waited.ok:

@@ -9,6 +9,11 @@ that execs the container's bun on it (the podman profile's default: no host-spec
 A content-hash manifest in the container makes an unchanged worker cost one exec, or none when the
 manifest can be read on this host (container_files.py). New content is
 copied to a temporary path and renamed into place, so an interrupted sync never leaves a broken worker.
+
+Root does the work only where root owns every path (/usr/local/bin, /usr/local/lib/perry), through exec_argv's
+fixed PATH and absolute paths; the workspace user's link (~/.local/bin/perry) is made as that user (setpriv), so a
+link planted in the home never carries root's mkdir/ln/chown outside it. The manifest is not trusted alone: the
+same read checks that the installed entry is still there (a deleted worker is installed again).
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from dataclasses import dataclass
 
 from ansible_collections.perry.fleet.plugins.module_utils import layout
 from ansible_collections.perry.fleet.plugins.module_utils import worker_process
-from ansible_collections.perry.fleet.plugins.module_utils.container_files import read_on_host
-from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine
+from ansible_collections.perry.fleet.plugins.module_utils.container_files import read_on_host, stat_on_host
+from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, exec_argv
 from ansible_collections.perry.fleet.plugins.module_utils.errors import EngineError, SpecError, WorkspaceError
 
 LIB_DIR = "/usr/local/lib/perry"
@@ -31,6 +36,7 @@ DIST_ENTRY = "cli.js"
 BUILD_DIST, BUILD_BINARY = "dist", "perry"   # what worker/build-cached.sh puts in its output directory
 BUN_PATH = "/usr/local/bin/bun"
 USER_LINK = layout.home_path(".local/bin/perry")
+SETPRIV_USER = "/usr/bin/setpriv --reuid=%s --regid=%s --init-groups --" % (layout.USER, layout.USER)
 ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 
 
@@ -40,6 +46,7 @@ class WorkerArtifact:
     kind: str          # "binary" or "dist"
     digest: str
     arch: str | None   # binaries only
+    entry_size: int | None = None   # bytes of the binary, or of the dist's cli.js: the cheap "still installed" check
 
     @classmethod
     def from_path(cls, path: str, preferred: str = "dist") -> "WorkerArtifact":
@@ -58,9 +65,9 @@ class WorkerArtifact:
             if not os.path.isfile(os.path.join(path, DIST_ENTRY)):
                 raise SpecError("worker_source %s is a directory without %s: point it at the worker's JS dist "
                                 "directory (worker/dist after worker/build.sh)" % (path, DIST_ENTRY))
-            return cls(path, "dist", _tree_digest(path), None)
+            return cls(path, "dist", _tree_digest(path), None, os.path.getsize(os.path.join(path, DIST_ENTRY)))
         if os.path.isfile(path):
-            return cls(path, "binary", _file_digest(path), _elf_arch(path))
+            return cls(path, "binary", _file_digest(path), _elf_arch(path), os.path.getsize(path))
         raise SpecError("worker_source %s does not exist on this host: build it with worker/build.sh or copy "
                         "it here first" % path)
 
@@ -94,7 +101,7 @@ def _elf_arch(path: str) -> str:
 
 
 def _sh(script: str) -> list:
-    return ["sh", "-c", script]
+    return ["/bin/sh", "-c", script]
 
 
 class WorkerSync:
@@ -106,12 +113,32 @@ class WorkerSync:
     def manifest_line(self) -> str:
         return "%s %s" % (self.artifact.kind, self.artifact.digest)
 
+    def release_dir(self) -> str:
+        return "%s/releases/%s" % (LIB_DIR, self.artifact.digest[:16])
+
+    def entry_path(self) -> str:
+        """The file whose size says this artifact is still installed: the binary, or the release's cli.js."""
+        return BIN_PATH if self.artifact.kind == "binary" else "%s/%s" % (self.release_dir(), DIST_ENTRY)
+
+    def _intact_test(self) -> str:
+        """sh test: the installed entry is a regular file of the artifact's size and the wrapper is executable."""
+        return ("[ -f {bin} ] && [ ! -L {bin} ] && [ -x {bin} ] && [ -f {entry} ] && [ ! -L {entry} ] "
+                "&& [ \"$(stat -c %s {entry})\" = {size} ]").format(
+                    bin=BIN_PATH, entry=self.entry_path(), size=int(self.artifact.entry_size or 0))
+
+    def _intact_on_host(self, inspected: dict | None) -> bool:
+        wrapper, entry = stat_on_host(self.engine, inspected, BIN_PATH), stat_on_host(self.engine, inspected, self.entry_path())
+        return (wrapper is not None and bool(wrapper.st_mode & 0o111) and entry is not None
+                and entry.st_size == self.artifact.entry_size)
+
     def probe(self, container: str) -> tuple:
-        """(container arch, installed manifest line) in one exec."""
-        res = self.engine.run(["exec", "-u", "root", container] + _sh("uname -m; cat %s 2>/dev/null || true" % MANIFEST),
-                              timeout=self.timeout)
-        lines = res.stdout.splitlines()
-        return (lines[0].strip() if lines else ""), (lines[1].strip() if len(lines) > 1 else "")
+        """(container arch, installed manifest line, whether the installed entry is intact) in one exec. Root
+        reads only root-owned paths here; the manifest is read non-blocking and bounded all the same."""
+        script = ("uname -m; dd if=%s iflag=nonblock,nofollow bs=256 count=1 status=none 2>/dev/null | head -n 1; echo; "
+                  "if %s; then echo intact; else echo broken; fi" % (MANIFEST, self._intact_test()))
+        res = self.engine.run(exec_argv(container, _sh(script), "root"), timeout=self.timeout)
+        lines = res.stdout.splitlines() + ["", "", ""]
+        return lines[0].strip(), lines[1].strip(), lines[2].strip() == "intact"
 
     def sync(self, container: str, check_mode: bool = False, inspected: dict | None = None) -> dict:
         """Returns {'changed', 'digest', 'kind', 'action'}; raises WorkspaceError with advice.
@@ -119,17 +146,18 @@ class WorkerSync:
         ``inspected`` (the container's inspect) lets an unchanged worker be recognised without an exec."""
         result = {"kind": self.artifact.kind, "digest": self.artifact.digest, "changed": False, "action": "unchanged"}
         on_host = read_on_host(self.engine, inspected, MANIFEST)
-        if on_host is not None and on_host.strip() == self.manifest_line():
+        if on_host is not None and on_host.strip() == self.manifest_line() and self._intact_on_host(inspected):
             return result  # the arch was checked when this very artifact was installed
-        arch, installed = self.probe(container)
+        arch, installed, intact = self.probe(container)
         if self.artifact.kind == "binary" and self.artifact.arch != arch:
             raise WorkspaceError(
                 "worker binary %s is built for %s but container %s runs %s: build the worker for %s (or use the JS "
                 "dist directory, which runs on any architecture with bun)"
                 % (self.artifact.path, self.artifact.arch, container, arch, arch))
-        if installed == self.manifest_line():
+        if installed == self.manifest_line() and intact:
             return result
-        result.update(changed=True, action="install" if not installed else "update")
+        action = "restore" if installed == self.manifest_line() else ("install" if not installed else "update")
+        result.update(changed=True, action=action)
         if check_mode:
             return result
         if self.artifact.kind == "binary":
@@ -148,10 +176,10 @@ class WorkerSync:
         self._finalize(container, "chown root:root %s && chmod 0755 %s && mv -f %s %s" % (tmp, tmp, tmp, BIN_PATH))
 
     def _install_dist(self, container: str) -> None:
-        release = "%s/releases/%s" % (LIB_DIR, self.artifact.digest[:16])
+        release = self.release_dir()
         staging = release + ".tmp"
-        self.engine.run(["exec", "-u", "root", container] + _sh(
-            "rm -rf %s && mkdir -p %s/releases" % (shlex.quote(staging), LIB_DIR)), timeout=self.timeout)
+        self.engine.run(exec_argv(container, _sh(
+            "rm -rf %s && mkdir -p %s/releases" % (shlex.quote(staging), LIB_DIR)), "root"), timeout=self.timeout)
         self._copy(self.artifact.path, container, staging)
         wrapper = '#!/bin/sh\\n# perry worker: JS dist run by the bun of this container (installed by perry.fleet)\\n' \
                   'exec %s %s/current/%s "$@"\\n' % (BUN_PATH, LIB_DIR, DIST_ENTRY)
@@ -174,14 +202,14 @@ class WorkerSync:
         script = " && ".join([
             "set -e",
             install_cmd,
-            "mkdir -p %s" % os.path.dirname(USER_LINK),
-            "ln -sfn %s %s" % (BIN_PATH, USER_LINK),
-            "chown -h %s:%s %s %s 2>/dev/null || true" % (layout.USER, layout.USER, os.path.dirname(USER_LINK), USER_LINK),
+            # as the workspace user: the home is theirs, a link planted there must not carry root's mkdir/ln
+            "{ %s /bin/sh -c %s 2>/dev/null || true; }" % (SETPRIV_USER, shlex.quote(
+                "mkdir -p %s && ln -sfn %s %s" % (os.path.dirname(USER_LINK), BIN_PATH, USER_LINK))),
             "mkdir -p %s && printf '%%s\\n' %s > %s.new && mv -f %s.new %s" % (
                 LIB_DIR, shlex.quote(self.manifest_line()), MANIFEST, MANIFEST, MANIFEST),
         ])
         try:
-            self.engine.run(["exec", "-u", "root", container] + _sh(script), timeout=self.timeout)
+            self.engine.run(exec_argv(container, _sh(script), "root"), timeout=self.timeout)
         except EngineError as exc:
             raise WorkspaceError("installing the worker in %s failed: %s" % (container, exc.stderr.strip() or exc.msg)) from None
 

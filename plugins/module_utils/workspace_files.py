@@ -6,25 +6,26 @@
 Perry copies credential files with `docker cp` and then runs `chmod -R` with a file mode on whole
 directories, which strips the execute bit from nested directories. Here
 every file gets its own mode and every directory we create gets a directory mode (0700 under .ssh,
-0755 elsewhere), all owned by `workspace`. Contents travel through a 0600 staging copy, never argv,
-and a manifest of (path, mode, content hash) makes an unchanged set cost one exec (none when it can be
-read on this host: container_files.py).
+0755 elsewhere), all owned by `workspace`. Everything runs as the workspace user, never root: the home is
+the user's, so a link planted in it cannot carry a write or a chown anywhere the user could not reach anyway.
+Contents travel on the exec's stdin, never argv. A manifest of (path, mode, content hash) plus each managed
+file's mode and hash, checked in the same exec, makes an unchanged set cost one exec (none when it can be read
+on this host: container_files.py), and a managed file deleted or edited in the workspace is placed again.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import posixpath
 import shlex
-import shutil
-import tempfile
 from dataclasses import dataclass
 
 from ansible_collections.perry.fleet.plugins.module_utils import layout
-from ansible_collections.perry.fleet.plugins.module_utils.container_files import read_on_host
-from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine
+from ansible_collections.perry.fleet.plugins.module_utils.container_files import file_state_on_host, read_on_host
+from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, exec_argv
 from ansible_collections.perry.fleet.plugins.module_utils.errors import EngineError, SpecError, WorkspaceError
 
 HOME = layout.HOME
@@ -104,9 +105,58 @@ def _dir_mode(path: str) -> str:
     return "0700" if ".ssh" in path.split("/") else "0755"
 
 
-def install_script(files, staging: str, digest: str) -> str:
-    """Shell script (run as root) that creates missing parent dirs and installs each staged file."""
-    lines = ["set -e"]
+# Both scripts run as the workspace user (never root): a link the user planted anywhere in the home then leads
+# only where the user could write anyway.
+#
+# PROBE_SCRIPT (args: the manifest, then dest/size pairs) prints the manifest's digest (hex only, one line), then one
+# line per file: "file <mode> <size> <sha256, or - when the size differs>", "dir", "link", "other" or "missing".
+# Only regular files are read, opened non-blocking without following a link (a FIFO never blocks), and bounded:
+# the manifest to 256 bytes, a file to its expected size (a file of another size is not hashed at all).
+PROBE_SCRIPT = r"""
+m=$1; shift
+if [ -f "$m" ] && [ ! -L "$m" ]; then
+  dd if="$m" iflag=nonblock,nofollow bs=256 count=1 status=none 2>/dev/null | head -n 1 | tr -cd 0-9a-f
+fi
+echo
+while [ $# -ge 2 ]; do
+  p=$1; n=$2; shift 2
+  if [ -L "$p" ]; then echo link
+  elif [ -d "$p" ]; then echo dir
+  elif [ -f "$p" ]; then
+    st=$(stat -c '%a %s' -- "$p" 2>/dev/null || echo '- -'); mode=${st% *}; size=${st#* }; h=-
+    if [ "$size" = "$n" ]; then
+      h=$(dd if="$p" iflag=nonblock,nofollow bs=65536 status=none 2>/dev/null | head -c "$n" | sha256sum | cut -c1-64)
+    fi
+    echo "file $mode $size $h"
+  elif [ -e "$p" ]; then echo other
+  else echo missing; fi
+done
+"""
+
+
+def probe_argv(files) -> list:
+    args = [MANIFEST]
+    for f in files:
+        args += [f.dest, str(len(f.content))]
+    return ["/bin/sh", "-c", PROBE_SCRIPT, "sh"] + args
+
+
+def parse_probe(stdout: str, files) -> tuple:
+    """(installed manifest digest, {dest: state line}) from PROBE_SCRIPT's output."""
+    lines = stdout.split("\n")
+    states = {f.dest: (lines[i + 1].strip() if i + 1 < len(lines) else "missing") for i, f in enumerate(files)}
+    return lines[0].strip(), states
+
+
+def expected_state(f: WorkspaceFile) -> str:
+    return "file %o %d %s" % (int(f.mode, 8), len(f.content), f.digest)
+
+
+def install_script(files, digest: str) -> str:
+    """sh script (run as the workspace user, read from stdin) that creates missing parent dirs with their modes,
+    writes each file to a temporary name beside it and renames it over the dest (a link there is replaced, never
+    followed), then records the manifest. Contents travel base64-encoded in here-documents on stdin: never argv."""
+    lines = ["set -eu", "umask 077", "t=", "trap 'rm -f \"$t\"' EXIT"]
     dirs = []
     for f in files:
         parent = posixpath.dirname(f.dest)
@@ -116,13 +166,32 @@ def install_script(files, staging: str, digest: str) -> str:
             parent = posixpath.dirname(parent)
         for d in reversed(chain):
             dirs.append(d)
-            lines.append("[ -d %s ] || install -d -o %s -g %s -m %s %s" % (shlex.quote(d), USER, USER, _dir_mode(d), shlex.quote(d)))
-    for i, f in enumerate(files):
-        lines.append("install -o %s -g %s -m %s %s/%d %s" % (USER, USER, f.mode, shlex.quote(staging), i, shlex.quote(f.dest)))
-    lines.append("rm -rf %s" % shlex.quote(staging))
-    lines.append("install -d -o %s -g %s -m 0755 %s" % (USER, USER, shlex.quote(posixpath.dirname(MANIFEST))))
-    lines.append("printf '%%s\\n' %s > %s" % (digest, shlex.quote(MANIFEST)))
-    return "\n".join(lines)
+            lines.append("[ -d %s ] || mkdir -m %s %s" % (shlex.quote(d), _dir_mode(d), shlex.quote(d)))
+    for f in files:
+        dest = shlex.quote(f.dest)
+        lines += [
+            "if [ -d %s ] && [ ! -L %s ]; then echo %s >&2; exit 4; fi" % (dest, dest, shlex.quote(_is_dir_msg(f.dest))),
+            "t=$(mktemp %s)" % shlex.quote(posixpath.join(posixpath.dirname(f.dest), ".perry-fleet.XXXXXX")),
+            "base64 -d > \"$t\" <<'PERRY_FLEET_EOF'",
+            base64.encodebytes(f.content).decode().rstrip("\n"),
+            "PERRY_FLEET_EOF",
+            "chmod %s \"$t\"" % f.mode,
+            "mv -fT \"$t\" %s" % dest,
+        ]
+    manifest_dir = shlex.quote(posixpath.dirname(MANIFEST))
+    lines += [
+        "[ -d %s ] || mkdir -p -m 0755 %s" % (manifest_dir, manifest_dir),
+        "t=$(mktemp %s/.manifest.XXXXXX)" % manifest_dir,
+        "printf '%%s\\n' %s > \"$t\"" % digest,
+        "chmod 0644 \"$t\"",
+        "mv -fT \"$t\" %s" % shlex.quote(MANIFEST),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _is_dir_msg(dest: str) -> str:
+    return ("files: %s is a directory in the workspace; perry.fleet does not replace a directory with a file (its "
+            "contents would be lost): remove or rename it, or choose another dest. Nothing was placed." % dest)
 
 
 class FilesSync:
@@ -131,28 +200,38 @@ class FilesSync:
         self.timeout = timeout
 
     def sync(self, container: str, files, check_mode: bool = False, inspected: dict | None = None) -> dict:
-        """``inspected`` (the container's inspect) lets unchanged files be recognised without an exec."""
+        """Place ``files`` unless the manifest and every managed file (mode, content) already match.
+
+        ``inspected`` (the container's inspect) lets an unchanged set be recognised on this host without an exec.
+        A managed file deleted or edited in the workspace is placed again: the manifest alone is not trusted."""
         digest = manifest_digest(files)
-        installed = read_on_host(self.engine, inspected, MANIFEST)
-        if installed is None or installed.strip() != digest:
-            installed = self.engine.run(["exec", "-u", "root", container, "cat", MANIFEST], timeout=self.timeout,
-                                        check=False).stdout
-        result = {"count": len(files), "digest": digest, "changed": installed.strip() != digest}
+        result = {"count": len(files), "digest": digest, "changed": False}
+        if self._unchanged_on_host(inspected, files, digest):
+            return result
+        try:
+            probe = self.engine.run(exec_argv(container, probe_argv(files), USER), timeout=self.timeout)
+        except EngineError as exc:
+            raise WorkspaceError("reading the files in %s failed: %s" % (container, exc.stderr.strip() or exc.msg)) from None
+        installed, states = parse_probe(probe.stdout, files)
+        dirs = [dest for dest, state in states.items() if state == "dir"]
+        if dirs:
+            raise WorkspaceError(" ".join(_is_dir_msg(d) for d in dirs))
+        drifted = [f.dest for f in files if states[f.dest] != expected_state(f)]
+        result["changed"] = installed != digest or bool(drifted)
+        if installed == digest and drifted:
+            result["restored"] = drifted  # the manifest said placed, the workspace disagreed
         if not result["changed"] or check_mode:
             return result
-        tmp = tempfile.mkdtemp(prefix="perry-fleet-files-")
-        staging = "/tmp/perry-fleet-files-" + digest[:16]
         try:
-            for i, f in enumerate(files):
-                fd = os.open(os.path.join(tmp, str(i)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(f.content)
-            self.engine.run(["exec", "-u", "root", container, "rm", "-rf", staging], timeout=self.timeout)
-            self.engine.copy_into(tmp, container, staging, timeout=self.timeout)
-            self.engine.run(["exec", "-u", "root", container, "sh", "-c", install_script(files, staging, digest)],
-                            timeout=self.timeout)
+            self.engine.run(exec_argv(container, ["/bin/sh", "-s"], USER, interactive=True),
+                            stdin=install_script(files, digest), timeout=self.timeout)
         except EngineError as exc:
-            raise WorkspaceError("placing files in %s failed: %s" % (container, exc.stderr.strip() or exc.msg)) from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            raise WorkspaceError("placing files in %s failed: %s" % (container, exc.stderr.strip()[-2000:] or exc.msg)) from None
         return result
+
+    def _unchanged_on_host(self, inspected: dict | None, files, digest: str) -> bool:
+        installed = read_on_host(self.engine, inspected, MANIFEST)
+        if installed is None or installed.strip() != digest:
+            return False
+        return all(file_state_on_host(self.engine, inspected, f.dest, len(f.content)) == (int(f.mode, 8), f.digest)
+                   for f in files)

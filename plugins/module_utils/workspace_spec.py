@@ -125,9 +125,12 @@ WORKSPACE_OPTIONS = (
         "Files to place in every running workspace's home, such as Claude Code's C(~/.claude/.credentials.json), "
         "C(~/.gitconfig) or C(~/.ssh/authorized_keys). Owned by C(workspace); parent directories are created with "
         "0700 under C(.ssh) and 0755 elsewhere (never a recursive chmod).",
-        "A manifest of paths, modes and content hashes in the workspace makes an unchanged set cost one exec, or "
-        "none when the manifest can be read in the home volume on this host (root with a local engine).",
-        "Contents are staged in 0600 files and copied with the engine's C(cp), never put on a command line.",),
+        "A manifest of paths, modes and content hashes in the workspace, checked together with each managed file's "
+        "mode and hash, makes an unchanged set cost one exec, or none when both can be read in the home volume on "
+        "this host (root with a local engine); a managed file deleted or edited in the workspace is placed again.",
+        "Files are read and written as the C(workspace) user, never root, so a link planted in the home cannot lead "
+        "a write outside what that user may write; contents travel on the exec's stdin, never on a command line.",
+        "A dest that is a directory in the workspace is refused (in check mode too); nothing is placed.",),
         default=[], elements="dict", suboptions=FILE_OPTIONS),
 )
 ITEM_OPTIONS = tuple(o.name for o in WORKSPACE_OPTIONS)

@@ -182,11 +182,17 @@ workspaces:
       sample: v1:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
       returned: unless state is absent
     worker:
-      description: Worker sync result (C(kind), C(digest), C(changed), C(action)), null when not synced.
+      description:
+        - Worker sync result (C(kind), C(digest), C(changed), C(action)), null when not synced.
+        - C(action) is C(install), C(update), C(restore) (the manifest was current but the installed worker was
+          gone or damaged) or C(unchanged).
       type: dict
       returned: always
     files:
-      description: Files result (C(count), C(digest), C(changed)), null when no files were given.
+      description:
+        - Files result (C(count), C(digest), C(changed)), null when no files were given.
+        - C(restored) lists managed files found deleted or changed in the workspace although its manifest was
+          current (they are placed again).
       type: dict
       returned: always
 commands:

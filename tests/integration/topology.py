@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -158,6 +159,8 @@ def build_workspace_image(topology) -> str:
     extra = dict(_BUILDERS[topology.name])
     extra.update({
         "perry_image_name": WORKSPACE_IMAGE,
+        # A build context per image tag and store: checkouts building at once never overwrite each other's context.
+        "perry_image_work_dir": "/var/tmp/perry-image-%s-%s" % (re.sub(r"[^a-z0-9]+", "-", WORKSPACE_IMAGE), store),
         "perry_image_base": BASE_IMAGE,
         "perry_image_ca_certificates": sorted(glob.glob("/usr/local/share/ca-certificates/*.crt")),
         # Agents are optional; tests skip them to keep builds short (site.yml installs them).

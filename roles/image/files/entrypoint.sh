@@ -9,7 +9,13 @@
 #  5. supervise `/usr/local/bin/perry worker serve` as user workspace (pidfile, restart within ~2 s)
 #  6. monitor sshd/dockerd every 10 s; SIGTERM/SIGINT -> stop everything and exit promptly
 # With arguments (`docker run IMAGE CMD...`) it only does step 1 and execs CMD.
+# Root never follows the workspace user: the image runs this script as `/bin/bash perry-entrypoint` (the shebang's
+# env would look bash up on the image's PATH, where ~/.local/bin comes first), with a fixed PATH (the image's puts ~/.local/bin first),
+# and everything written in the home (secrets.env, authorized_keys) or in /tmp (the worker log) is written by the
+# workspace user (as_user), so a link the user planted leads only where the user could write anyway.
 set -u
+CONTAINER_PATH="${PATH:-/usr/local/bin:/usr/bin:/bin}"   # the image's PATH: for /etc/environment, the worker, CMD
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 LOG=/var/log/perry-entrypoint.log
 WORKER_BIN=/usr/local/bin/perry
@@ -28,6 +34,11 @@ log() {
   line="$(date -u +%Y-%m-%dT%H:%M:%SZ) perry-entrypoint[$$]: $*"
   printf '%s\n' "$line" >>"$LOG" 2>/dev/null
   printf '%s\n' "$line"
+}
+
+as_user() {  # run "$@" as the workspace user (no capabilities kept), with the home as HOME
+  /usr/bin/setpriv --reuid="$WS_USER" --regid="$WS_USER" --init-groups -- \
+    /usr/bin/env HOME="$WS_HOME" USER="$WS_USER" LOGNAME="$WS_USER" PATH="$PATH" "$@"
 }
 
 is_alive() {  # pid exists and is not a zombie
@@ -63,6 +74,7 @@ write_env_files() {
     [ -n "${SECRET[$k]:-}" ] && continue
     case "$DENY" in *" $k "*) continue ;; esac
     v="${!k}"
+    [ "$k" = PATH ] && v="$CONTAINER_PATH"
     case "$v" in
       *$'\n'* | *'"'*) log "env $k not written to /etc/environment (newline or double quote in value)"; continue ;;
     esac
@@ -72,19 +84,21 @@ write_env_files() {
   chmod 0644 "$tmp" && mv -f "$tmp" /etc/environment
 
   # Secrets: 0600 file owned by workspace, sourced by /etc/profile.d/perry-secrets.sh (login + interactive bash).
-  install -d -o "$WS_USER" -g "$WS_USER" -m 0700 "$WS_HOME/.config" "$WS_HOME/.config/perry" 2>/dev/null \
-    || mkdir -p "$WS_HOME/.config/perry"
-  tmp="$(mktemp "$WS_HOME/.config/perry/.secrets.XXXXXX")"
-  chmod 0600 "$tmp"
-  echo "# Written by perry-entrypoint: secret env (keys from PERRY_SECRET_ENV_KEYS). Do not share." >"$tmp"
-  for k in "${!SECRET[@]}"; do
-    if [ -n "${!k+x}" ]; then
-      printf '%s=%s\n' "$k" "$(sq "${!k}")" >>"$tmp"
-      n_sec=$((n_sec + 1))
-    fi
-  done
-  chown "$WS_USER:$WS_USER" "$tmp" && mv -f "$tmp" "$SECRETS_FILE"
-  log "env: $n_env variables -> /etc/environment, $n_sec secret(s) -> $SECRETS_FILE (0600)"
+  # Written by the workspace user from stdin (never argv): temporary name beside it, then renamed over it.
+  for k in "${!SECRET[@]}"; do [ -n "${!k+x}" ] && n_sec=$((n_sec + 1)); done
+  # shellcheck disable=SC2016  # the inner script expands its own arguments
+  if {
+    echo "# Written by perry-entrypoint: secret env (keys from PERRY_SECRET_ENV_KEYS). Do not share."
+    for k in "${!SECRET[@]}"; do
+      if [ -n "${!k+x}" ]; then printf '%s=%s\n' "$k" "$(sq "${!k}")"; fi
+    done
+  } | as_user /bin/sh -c 'set -e; umask 077; d=${1%/*}; mkdir -p -m 0700 "$d"
+      t=$(mktemp "$d/.secrets.XXXXXX"); trap '\''rm -f "$t"'\'' EXIT; cat >"$t"; chmod 0600 "$t"; mv -fT "$t" "$1"' \
+      sh "$SECRETS_FILE"; then
+    log "env: $n_env variables -> /etc/environment, $n_sec secret(s) -> $SECRETS_FILE (0600)"
+  else
+    log "env: $n_env variables -> /etc/environment; writing $SECRETS_FILE as $WS_USER FAILED ($n_sec secret(s) not written)"
+  fi
   # Nothing started from here on inherits the secrets.
   for k in "${!SECRET[@]}"; do unset "$k"; done
 }
@@ -93,13 +107,15 @@ write_env_files() {
 install_ssh_key() {
   [ -n "${SSH_PUBLIC_KEY:-}" ] || return 0
   local d="$WS_HOME/.ssh"
-  install -d -o "$WS_USER" -g "$WS_USER" -m 0700 "$d"
-  touch "$d/authorized_keys"
-  if ! grep -qxF "$SSH_PUBLIC_KEY" "$d/authorized_keys"; then
-    printf '%s\n' "$SSH_PUBLIC_KEY" >>"$d/authorized_keys"
+  # As the workspace user (the key on stdin): ~/.ssh is the user's, root must not follow a link planted there.
+  # shellcheck disable=SC2016  # the inner script expands its own arguments
+  if printf '%s\n' "$SSH_PUBLIC_KEY" | as_user /bin/sh -c 'set -e; umask 077; mkdir -p -m 0700 "$1"; chmod 0700 "$1"
+      k=$(cat); f="$1/authorized_keys"; touch "$f"; grep -qxF -- "$k" "$f" || printf "%s\n" "$k" >>"$f"; chmod 0600 "$f"' \
+      sh "$d"; then
+    log "ssh: SSH_PUBLIC_KEY added to $d/authorized_keys"
+  else
+    log "ssh: writing $d/authorized_keys as $WS_USER FAILED"
   fi
-  chown "$WS_USER:$WS_USER" "$d/authorized_keys" && chmod 0600 "$d/authorized_keys"
-  log "ssh: SSH_PUBLIC_KEY added to $d/authorized_keys"
 }
 
 # ---------------------------------------------------------------- 3. engine
@@ -169,12 +185,14 @@ find_worker() {  # prints the pid of a running worker: ours (pidfile) or one sta
   return 1
 }
 start_worker() {
-  touch "$WORKER_LOG" && chown "$WS_USER:$WS_USER" "$WORKER_LOG"
   (
     cd "$WS_HOME" 2>/dev/null || cd /
-    exec env HOME="$WS_HOME" USER="$WS_USER" LOGNAME="$WS_USER" SHELL=/bin/bash \
-      setpriv --reuid="$WS_USER" --regid="$WS_USER" --init-groups -- "$WORKER_BIN" worker serve
-  ) >>"$WORKER_LOG" 2>&1 </dev/null &
+    # The log (in world-writable /tmp) is opened by the worker's own user, never by root.
+    # shellcheck disable=SC2016  # the inner script expands its own arguments
+    exec /usr/bin/env HOME="$WS_HOME" USER="$WS_USER" LOGNAME="$WS_USER" SHELL=/bin/bash PATH="$CONTAINER_PATH" \
+      /usr/bin/setpriv --reuid="$WS_USER" --regid="$WS_USER" --init-groups -- \
+      /bin/sh -c 'exec "$0" worker serve >>"$1" 2>&1' "$WORKER_BIN" "$WORKER_LOG"
+  ) </dev/null >/dev/null 2>&1 &
   echo $! >"$WORKER_PIDFILE"
   log "worker: started $WORKER_BIN worker serve as $WS_USER (pid $!, log $WORKER_LOG)"
 }
@@ -225,12 +243,13 @@ shutdown() {
 # ---------------------------------------------------------------- main
 mkdir -p "$(dirname "$LOG")"
 log "starting (runtime image: $(cat /etc/perry-runtime 2>/dev/null || echo unknown), pid $$)"
-[ -d "$WS_HOME" ] && [ "$(stat -c %U "$WS_HOME")" != "$WS_USER" ] && chown "$WS_USER:$WS_USER" "$WS_HOME"
+# The home itself (a mount point under root's /home, not a link the user can plant): only its owner, never -R.
+[ -d "$WS_HOME" ] && [ ! -L "$WS_HOME" ] && [ "$(stat -c %U "$WS_HOME")" != "$WS_USER" ] && chown -h "$WS_USER:$WS_USER" "$WS_HOME"
 write_env_files
 
 if [ "$#" -gt 0 ]; then
   log "command given; exec $*"
-  exec "$@"
+  PATH="$CONTAINER_PATH" exec "$@"
 fi
 
 trap shutdown TERM INT

@@ -57,7 +57,8 @@ class FakeEngine(EngineVerbs):
         elif verb == "rm":
             self.containers.pop(args[-1], None)
         elif verb == "exec":
-            state = self.containers[args[1]]["State"]
+            container = args[args.index("--env") + 2] if "--env" in args else args[1]  # after exec_argv's options
+            state = self.containers[container]["State"]
             return Result(0 if state["Running"] and not state.get("Paused") else 1, "", "", 0.0)
         elif verb == "volume" and args[1] == "ls":
             return Result(0, "\n".join(sorted(self.volumes)), "", 0.0)

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import hashlib
 import os
 from types import SimpleNamespace
 
 import pytest
 
-from ansible_collections.perry.fleet.plugins.module_utils.container_files import host_path, read_on_host
+from ansible_collections.perry.fleet.plugins.module_utils.container_files import (
+    file_state_on_host, host_path, read_on_host, stat_on_host)
 
 
 def engine(url=None, kind="docker"):
@@ -74,3 +76,26 @@ def test_fifos_and_directories_are_not_read(tmp_path):
     (upper / "dir").mkdir()
     assert read_on_host(engine(), c, "/fifo") is None  # would block a plain open()
     assert read_on_host(engine(), c, "/dir") is None
+
+
+def test_a_fifo_never_blocks_and_a_link_in_any_component_is_not_followed(tmp_path):
+    c, _upper, volume = container(tmp_path)
+    os.mkfifo(volume / "fifo")  # no writer: a blocking open would hang here
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "f").write_text("secret")
+    os.symlink(tmp_path / "outside", volume / "linkdir")
+    os.symlink(tmp_path / "outside" / "f", volume / "linkfile")
+    for path in ("fifo", "linkdir/f", "linkfile"):
+        assert read_on_host(engine(), c, "/home/workspace/" + path) is None
+        assert stat_on_host(engine(), c, "/home/workspace/" + path) is None
+        assert file_state_on_host(engine(), c, "/home/workspace/" + path, 6) is None
+
+
+def test_file_state_hashes_only_at_the_expected_size(tmp_path):
+    c, _upper, volume = container(tmp_path)
+    (volume / "f").write_bytes(b"abc")
+    (volume / "f").chmod(0o640)
+    assert file_state_on_host(engine(), c, "/home/workspace/f", 3) == (0o640, hashlib.sha256(b"abc").hexdigest())
+    assert file_state_on_host(engine(), c, "/home/workspace/f", 4) == ("size", None)  # never read at another size
+    assert stat_on_host(engine(), c, "/home/workspace/f").st_size == 3
+    assert file_state_on_host(engine(url="tcp://10.0.0.1:2375"), c, "/home/workspace/f", 3) is None  # not this host

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, EngineError, EngineTimeout, _match_names
+from ansible_collections.perry.fleet.plugins.module_utils.engine import (
+    Engine, EngineError, EngineTimeout, _match_names, exec_argv)
 
 
 def fake_cli(tmp_path, body, name="docker"):
@@ -118,3 +119,11 @@ def test_command_prefix_and_env_per_cli():
     assert command_prefix("docker", "unix:///s") == ["docker"]
     assert command_env("unix:///s", "docker") == {"DOCKER_HOST": "unix:///s"}
     assert command_env("unix:///s", "podman") == {} and command_env(None, "docker") == {}
+
+
+def test_every_exec_names_its_user_and_replaces_the_image_path():
+    argv = exec_argv("c", ["/bin/true"], "root")
+    assert argv == ["exec", "-u", "root", "-w", "/", "--env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "c", "/bin/true"]
+    assert exec_argv("c", ["/bin/sh", "-s"], "workspace", interactive=True)[:2] == ["exec", "-i"]
+    with pytest.raises(ValueError):
+        exec_argv("c", ["/bin/true"], "")  # never the image's default user

@@ -5,7 +5,7 @@ import pytest
 from .fake_engine import EngineVerbs
 from ansible_collections.perry.fleet.plugins.module_utils.engine import Result
 from ansible_collections.perry.fleet.plugins.module_utils.worker_sync import (
-    MANIFEST, WorkerArtifact, WorkerSync)
+    BIN_PATH, MANIFEST, WorkerArtifact, WorkerSync)
 from ansible_collections.perry.fleet.plugins.module_utils.errors import PerryError as WorkerSyncError
 
 
@@ -18,13 +18,13 @@ def elf(tmp_path, machine):
 class RecordingEngine(EngineVerbs):
     url = None
 
-    def __init__(self, arch="x86_64", manifest=""):
-        self.arch, self.manifest, self.calls = arch, manifest, []
+    def __init__(self, arch="x86_64", manifest="", intact=True):
+        self.arch, self.manifest, self.intact, self.calls = arch, manifest, intact, []
 
     def run(self, args, timeout=None, check=True, stdin=None, record=True):
         self.calls.append(args)
         if args[0] == "exec" and "uname -m" in args[-1]:
-            return Result(0, "%s\n%s\n" % (self.arch, self.manifest), "", 0.0)
+            return Result(0, "%s\n%s\n%s\n" % (self.arch, self.manifest, "intact" if self.intact else "broken"), "", 0.0)
         return Result(0, "", "", 0.0)
 
 
@@ -89,19 +89,45 @@ def test_check_mode_reports_without_copying(tmp_path):
     assert len(engine.calls) == 1
 
 
-def upper_dir_with_manifest(tmp_path, line):
+def upper_dir_with_manifest(tmp_path, line, binary=None):
     upper = tmp_path / "upper"
     (upper / MANIFEST.lstrip("/")).parent.mkdir(parents=True)
     (upper / MANIFEST.lstrip("/")).write_text(line + "\n")
+    if binary is not None:  # the installed worker, as the container's writable layer holds it
+        (upper / BIN_PATH.lstrip("/")).parent.mkdir(parents=True)
+        (upper / BIN_PATH.lstrip("/")).write_bytes(open(binary, "rb").read())
+        (upper / BIN_PATH.lstrip("/")).chmod(0o755)
     return {"GraphDriver": {"Data": {"UpperDir": str(upper)}}, "Mounts": []}
 
 
 def test_unchanged_worker_read_on_this_host_costs_no_exec(tmp_path):
     art = WorkerArtifact.from_path(elf(tmp_path, 62))
     engine = RecordingEngine(manifest="binary " + art.digest)
-    inspected = upper_dir_with_manifest(tmp_path, "binary " + art.digest)
+    inspected = upper_dir_with_manifest(tmp_path, "binary " + art.digest, binary=art.path)
     result = WorkerSync(engine, art, timeout=5).sync("c", inspected=inspected)
     assert result["changed"] is False and engine.calls == []
+
+
+def test_a_deleted_worker_behind_a_current_manifest_is_installed_again(tmp_path):
+    art = WorkerArtifact.from_path(elf(tmp_path, 62))
+    inspected = upper_dir_with_manifest(tmp_path, "binary " + art.digest)  # manifest says installed, no binary
+    engine = RecordingEngine(manifest="binary " + art.digest, intact=False)
+    result = WorkerSync(engine, art, timeout=5).sync("c", inspected=inspected, check_mode=True)
+    assert result["changed"] is True and result["action"] == "restore" and len(engine.calls) == 1
+
+
+def test_root_execs_use_absolute_paths_a_fixed_path_and_link_as_the_user(tmp_path):
+    art = WorkerArtifact.from_path(elf(tmp_path, 62))
+    engine = RecordingEngine(manifest="binary old")
+    WorkerSync(engine, art, timeout=5).sync("c")
+    execs = [c for c in engine.calls if c[0] == "exec" and c[c.index("-u") + 1] == "root"]
+    assert len(execs) == 2  # probe, finalize (the restart is worker_process's, as the workspace user)
+    for args in execs:
+        assert args[args.index("-u") + 1] == "root" and args[args.index("--env") + 1] == "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+        assert args[args.index("c") + 1] == "/bin/sh"
+    finalize = [c for c in execs if "ln -sfn" in c[-1]][0][-1]
+    assert "/usr/bin/setpriv --reuid=workspace --regid=workspace --init-groups -- /bin/sh -c" in finalize
+    assert "chown -h" not in finalize
 
 
 def test_a_different_manifest_on_this_host_is_confirmed_by_exec_not_trusted(tmp_path):
