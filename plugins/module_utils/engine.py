@@ -29,7 +29,7 @@ from ansible_collections.perry.fleet.plugins.module_utils.errors import EngineEr
 
 DEFAULT_TIMEOUT = 60.0
 PULL_TIMEOUT_FLOOR = 600.0   # seconds: an image is hundreds of MB
-COPY_TIMEOUT_FLOOR = 120.0   # seconds: a worker dist or a files set
+COPY_TIMEOUT_FLOOR = 120.0   # seconds: the worker binary or dist
 # Engine URLs we understand: a unix socket path or a tcp endpoint (ssh:// works with both CLIs too).
 _ENGINE_URL_RE = re.compile(r"^(unix:///\S+|tcp://[A-Za-z0-9.\-\[\]:]+:\d{1,5}/?|ssh://\S+)$")
 _MISSING_OBJECT_RE = re.compile(r"no such (object|container|image|volume)", re.IGNORECASE)
