@@ -64,7 +64,7 @@ class ManifestEngine(EngineVerbs):
     def __init__(self, manifest):
         self.manifest, self.calls = manifest, []
 
-    def run(self, args, timeout=None, check=True, stdin=None, record=True):
+    def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None):
         self.calls.append(args)
         return Result(0, self.manifest + "\n" if args[-1].endswith("files.manifest") else "", "", 0.0)
 

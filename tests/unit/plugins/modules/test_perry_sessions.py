@@ -108,7 +108,7 @@ class FleetEngine:
                           "Config": {"Labels": {}}, "NetworkSettings": {"Networks": {}, "Ports": {}}}
         return out
 
-    def run(self, args, timeout=None, check=True, stdin=None, record=True):
+    def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None):
         self.calls.append(list(args))
         container = args[3]
         if container in self.down:
@@ -231,7 +231,7 @@ def test_bad_since_and_query_are_refused_before_any_engine_call(fleet, monkeypat
 
 def test_worker_errors_are_reported_per_workspace(monkeypatch, capsys):
     class Broken(FleetEngine):
-        def run(self, args, timeout=None, check=True, stdin=None, record=True):
+        def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None):
             return Result(0, "<html>oops</html>\n500", "", 0.01)
     rc, out = call({"name": "a"}, Broken({"a": []}), monkeypatch, capsys)
     assert rc == 0 and "HTTP 500" in out["workspaces"][0]["error"]
@@ -239,7 +239,7 @@ def test_worker_errors_are_reported_per_workspace(monkeypatch, capsys):
 
 def test_a_slow_worker_is_bounded(monkeypatch, capsys):
     class Slow(FleetEngine):
-        def run(self, args, timeout=None, check=True, stdin=None, record=True):
+        def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None):
             max_time = float(args[args.index("--max-time") + 1])
             time.sleep(max_time)
             return Result(28, "\n000", "", max_time)
