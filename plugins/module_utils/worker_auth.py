@@ -62,7 +62,7 @@ def _create_key(path: str) -> None:
     """Create the key atomically: a private temp file linked into place, so racing runs agree on one key."""
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    tmp = "%s.%d.tmp" % (path, os.getpid())
+    tmp = "%s.%d.%s.tmp" % (path, os.getpid(), os.urandom(4).hex())  # unique per thread too (parallel creates)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, os.urandom(KEY_BYTES))
