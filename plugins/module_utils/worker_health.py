@@ -146,10 +146,14 @@ class HealthCheck:
         if self.errors and t >= remaining and self.prefetch is None and not self.engine_stalled:
             self._prefetch_log()  # likely the last attempt: read the log meanwhile, not after the deadline
         self.requests += 1
-        resp = self.transport.request(self.target, "/health", timeout=t,
-                                      hard_timeout=min(t + EXEC_GRACE, remaining + FINISH_RESERVE),
+        hard = min(t + EXEC_GRACE, remaining + FINISH_RESERVE)
+        resp = self.transport.request(self.target, "/health", timeout=t, hard_timeout=hard,
                                       max_bytes=HEALTH_MAX_BYTES)
         self.last = resp
+        if resp.engine_stalled and hard < t + EXEC_GRACE and self.errors:
+            # The overall deadline, not the engine, cut this last exec short: it says nothing about the worker
+            # or the engine, so the previous attempt's error stays the one reported (and the log is still read).
+            return False, resp
         self.engine_stalled = resp.engine_stalled
         if not resp.ok:
             if self.restarted_at is not None:

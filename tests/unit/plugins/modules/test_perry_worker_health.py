@@ -392,3 +392,23 @@ def test_log_is_read_during_the_last_attempt_not_after_it():
     assert len(tails) == 1 and out[0]["log_tail"].endswith("EADDRINUSE")
     # the tail ran before the final curl finished: it is not the last engine call
     assert engine.calls[-1][6] == transport.CURL_WRAPPER
+
+
+def test_a_last_exec_cut_by_the_deadline_does_not_mask_the_real_error():
+    # issue 19: the squeezed last attempt used to replace "not the worker's answer" by "engine stalled" and
+    # suppress the log tail
+    class Squeezed(ScriptedTransport):
+        def request(self, target, path, method="GET", timeout=2.0, hard_timeout=None, max_bytes=None):
+            if self.requests:
+                self.requests.append((path, timeout, hard_timeout))
+                self.clock.sleep(hard_timeout)
+                return Response(0, "", "exec", hard_timeout, "the engine did not finish the exec", engine_stalled=True)
+            return super().request(target, path, method, timeout, hard_timeout, max_bytes)
+    clock = Clock()
+    opts = wc.HealthOptions(timeout=3, interval=0.2, request_timeout=2)
+    transport = Squeezed(clock, [(200, "hello", None, 1.5)])
+    check = wc.HealthCheck(ExecRecorder(), transport, tgt(), opts, clock() + opts.timeout, clock=clock,
+                           sleep=clock.sleep)
+    out = check.run()
+    assert len(transport.requests) >= 2 and not out["healthy"]
+    assert "not the worker's answer" in out["error"] and not check.engine_stalled
