@@ -14,7 +14,7 @@ description:
     as M(perry.fleet.perry_worker_health) (V(exec) curl with C(--max-time) plus a host-side kill, V(http) to a
     container IP on a local bridge only, or V(published) on 127.0.0.1), decided from one batched C(inspect).
   - Without O(session_id) it lists the sessions of every workspace (Claude Code, OpenCode, pi and Codex, as the
-    worker indexes them), optionally filtered by O(agent_type), O(since) and a JMESPath O(query), one page at a time:
+    worker indexes them), optionally filtered by O(agent_type), O(since) and a JMESPath O(query), one page at a time;
     O(limit) sessions (100 by default) after skipping O(offset), newest first over all named workspaces, with
     RV(total) matches and RV(truncated) when more follow. Each worker is asked only for the window the page needs,
     and no answer is read beyond 4 MiB (a bigger one fails that workspace with a message, never swells the result).

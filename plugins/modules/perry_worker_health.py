@@ -13,7 +13,7 @@ description:
   - Polls C(GET /health) of the Perry worker (port 7392) in each named workspace until it answers 2xx with the
     worker's whole JSON (C(status=ok), a C(version) string, a C(sessionCount) integer; anything else answering on 7392
     is not a worker) and, with O(expected_version), that version, or the deadline O(timeout) passes. The body must
-    arrive whole within O(request_timeout): a worker that sends headers and then stalls is not healthy.
+    arrive whole within O(request_timeout); a worker that sends headers and then stalls is not healthy.
   - Every request carries the workspace's worker token (see the O(transport) notes); a worker that enforces no
     token is healthy but gives a warning saying what to do. Workspaces are checked in
     parallel, all under the same monotonic deadline; polling starts every O(interval) seconds and backs off.
