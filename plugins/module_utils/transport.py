@@ -37,7 +37,7 @@ from urllib.parse import quote
 from ansible_collections.perry.fleet.plugins.module_utils import engine as eng
 from ansible_collections.perry.fleet.plugins.module_utils import layout
 from ansible_collections.perry.fleet.plugins.module_utils.errors import EngineError, EngineTimeout, SpecError, WorkerError
-from ansible_collections.perry.fleet.plugins.module_utils.worker_auth import AUTH_FILE, WorkerAuth
+from ansible_collections.perry.fleet.plugins.module_utils.worker_auth import AUTH_FILE, WorkerAuth, default_key_path
 from ansible_collections.perry.fleet.plugins.module_utils.routes import RouteTable, container_ips, engine_shares_host_network
 from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import get_profile
 
@@ -179,10 +179,10 @@ def rejected_message(transport: str) -> str:
     if transport == "exec":
         return ("HTTP 401: the worker rejected the token in its own %s (replaced while the worker ran?): restart the "
                 "container (perry.fleet.perry_workspace state=stopped, then started)" % AUTH_FILE)
-    return ("HTTP 401: the worker rejected this host's token for the workspace: it was created before workers had "
-            "tokens, by another user or host, or with another host key (%s): recreate it (perry.fleet.perry_workspace "
-            "state=absent, which keeps its volumes, then state=present), or use transport=exec"
-            % "worker_auth.default_key_path")
+    return ("HTTP 401: the worker rejected this host's token for the workspace: it was created without one, by "
+            "another user or host, or before the worker key of this user (%s) changed: recreate it "
+            "(perry.fleet.perry_workspace state=absent, which keeps its volumes, then state=present), or use "
+            "transport=exec" % default_key_path())
 
 
 def http_request(host: str, port: int, path: str, method: str = "GET", timeout: float = 2.0,

@@ -454,3 +454,29 @@ def test_container_ips_dedupes_top_level_address():
     c = container()
     c["NetworkSettings"]["IPAddress"] = "172.17.0.5"
     assert rt.container_ips(c) == ["172.17.0.5"]
+
+
+def test_http_request_sends_the_workspace_token_and_caps_the_body(private_worker_key):
+    from ansible_collections.perry.fleet.plugins.module_utils import worker_auth
+    seen = {}
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def serve():
+        for body in (b"x" * 5000, b'{"error":"unauthorized"}'):
+            conn, _unused = srv.accept()
+            seen.setdefault("req", conn.recv(65536).decode())
+            status = b"200 OK" if len(body) > 100 else b"401 Unauthorized"
+            conn.sendall(b"HTTP/1.1 " + status + b"\r\nConnection: close\r\n\r\n" + body)
+            conn.close()
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    t = tr.Target("alice", "workspace-alice", "published", host="127.0.0.1", port=srv.getsockname()[1])
+    big = tr.Transport(engine=None).request(t, "/sessions", timeout=2, max_bytes=1000)
+    assert big.status == 0 and big.truncated and "larger than 1000 bytes" in big.error
+    assert "Authorization: Bearer %s" % worker_auth.token("alice", worker_auth.host_key()) in seen["req"]
+    denied = tr.Transport(engine=None).request(t, "/health", timeout=2)
+    assert denied.status == 401 and "recreate it" in denied.error and str(private_worker_key) in denied.error
+    thread.join(2)
+    srv.close()
