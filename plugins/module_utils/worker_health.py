@@ -57,6 +57,7 @@ def auth_warning(name: str, auth) -> str | None:
             "workspace on the same bridge can read and delete its sessions; recreate it (perry.fleet.perry_workspace "
             "state=absent, which keeps its volumes, then state=present) with the current image" % name)
 
+
 @dataclass
 class HealthOptions:
     timeout: float = 15.0

@@ -258,8 +258,8 @@ def test_a_100_mb_answer_is_cut_and_memory_stays_small(fleet, fake_worker):
     for transport in ("exec", "http", "published"):
         r, rss, printed = measured(SESSIONS, fleet.args(name=fleet.c, transport=transport, request_timeout=60))
         w = r["workspaces"][0]
-        print("100 MB answer via %s (%s): peak RSS %.1f MiB, printed %d bytes" % (transport, w["transport"], rss,
-                                                                                 printed))
+        print("100 MB answer via %s (%s): peak RSS %.1f MiB, printed %d bytes"
+              % (transport, w["transport"], rss, printed))
         assert not w["ok"] and "larger than 4194304 bytes" in w["error"], w
         assert r["sessions"] == [] and printed < 64 * 1024
         assert rss < 120, "peak RSS %.1f MiB via %s" % (rss, w["transport"])
@@ -278,8 +278,8 @@ def test_twenty_thousand_sessions_come_back_paged(fleet):
     try:
         r, rss, printed = measured(SESSIONS, fleet.args(name=b, request_timeout=60))
         ok(r)
-        print("20,000 sessions, first page: peak RSS %.1f MiB, printed %d bytes, %s" % (rss, printed,
-                                                                                         r["workspaces"][0]["transport"]))
+        print("20,000 sessions, first page: peak RSS %.1f MiB, printed %d bytes, %s"
+              % (rss, printed, r["workspaces"][0]["transport"]))
         assert r["total"] == 20001 and len(r["sessions"]) == 100 and r["truncated"] and r["limit"] == 100
         assert printed < 1024 * 1024 and rss < 120
         last = ok(run_module_direct(SESSIONS, fleet.args(name=b, offset=19950, limit=100, request_timeout=60))[0])
