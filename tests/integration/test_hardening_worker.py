@@ -56,6 +56,10 @@ class H(http.server.BaseHTTPRequestHandler):
             for _ in range(100 * 1024 * 1024 // len(chunk)):
                 self.wfile.write(chunk)
             self.wfile.write(b'{"id":"last"}],"status":"ok","version":"9","sessionCount":1}')
+        elif mode == "legacy":  # a worker from before tokens: the right JSON, no auth field
+            body = b'{"status":"ok","version":"0.1.0","sessionCount":0}'
+            self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+            self.wfile.write(body)
         else:
             body = b"hello from something else"
             self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
@@ -289,3 +293,34 @@ def test_twenty_thousand_sessions_come_back_paged(fleet):
         assert pair["total"] == 20001 and [x["id"] for x in pair["sessions"]][:2] == ["secret", "s19999"]
     finally:
         fleet.exec(b, "rm", "-rf", "/home/workspace/.claude/projects/bulk")
+
+
+# ------------------------------------------------------------------------------------------- defect 2: what to do
+def test_a_worker_without_token_is_healthy_with_a_warning_saying_to_recreate(fleet, fake_worker):
+    fake_worker("legacy")
+    r = ok(run_module_direct(HEALTH, fleet.args(name=fleet.c, transport="exec", timeout=10))[0])
+    w = r["workspaces"][0]
+    assert w["healthy"] and w["auth"] is None
+    warnings = json.dumps(r.get("warnings"))  # strings, or ansible 2.19's structured warning summaries
+    assert "enforces no token" in warnings and "recreate it" in warnings, warnings
+
+
+def test_a_token_the_host_did_not_derive_gets_401_with_what_to_do(fleet):
+    c = fleet.c
+    fleet.exec(c, "sh", "-c", "cp -p /etc/perry/worker.auth /etc/perry/.keep && printf 'Authorization: Bearer %s\\n' "
+               "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n') > /etc/perry/worker.auth && "
+               "pkill -f '" + PATTERN + "'", user="root")
+    try:
+        time.sleep(3)  # the supervisor restarts the worker with the new token
+        direct = "published" if fleet.topo.runtime == "podman" else "http"
+        r = run_module_direct(HEALTH, fleet.args(name=c, transport=direct, timeout=8))[0]
+        w = r["workspaces"][0]
+        assert r.get("failed") and not w["healthy"] and w["status"] == 401 and w["transport"] == direct, w
+        assert "rejected this host's token" in w["error"] and "recreate it" in w["error"], w["error"]
+        # exec sends the container's own file: still healthy
+        assert fleet.healthy([c], transport="exec")["workspaces"][0]["auth"] == "token"
+    finally:
+        fleet.exec(c, "sh", "-c", "mv -f /etc/perry/.keep /etc/perry/worker.auth && pkill -f '%s'" % PATTERN,
+                   user="root")
+        time.sleep(3)
+        fleet.healthy([c], transport="auto")
