@@ -27,6 +27,15 @@ options:
         profile does). V(auto) follows the runtime profile, V(http) for docker and V(exec) for podman.
       - V(http) and V(published) fall back to V(exec) when they cannot be used safely; the fallback and its reason
         are returned in RV(workspaces[].fallback).
+      - Every request carries the workspace's worker token, C(HMAC-SHA256(host key, name)); the worker answers
+        C(401) without it, so no workspace can read another's sessions. The host key is a 0600 file of the user
+        running the module, created on first use (C(/var/lib/perry-fleet/worker.key) for root,
+        C($XDG_STATE_HOME/perry-fleet/worker.key) or C(~/.local/state/perry-fleet/worker.key) otherwise;
+        environment variable C(PERRY_FLEET_WORKER_KEY) overrides it); M(perry.fleet.perry_workspace) gives the
+        container its token at create. V(exec) sends the container's own token file
+        (C(curl -H @/etc/perry/worker.auth)), so the token never appears on the host's command line.
+      - Every answer is read whole within the request timeout and at most 4 MiB (64 KiB for C(/health)); a bigger
+        or stalled one is an error that says so, never a partial result.
     type: str
     choices: [auto, exec, http, published]
     default: auto

@@ -23,6 +23,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from ansible_collections.perry.fleet.plugins.module_utils.errors import EngineError, EngineTimeout, SpecError
@@ -44,6 +45,7 @@ class Result:
     stdout: str
     stderr: str
     elapsed: float
+    truncated: bool = False   # stdout went past run()'s max_output: the command was killed, stdout is cut there
 
 
 @dataclass
@@ -88,8 +90,9 @@ class Engine:
         return self.redact(shlex.join(self._base_argv() + list(args)))
 
     def run(self, args, timeout: float | None = None, check: bool = True, stdin: str | None = None,
-            record: bool = True) -> Result:
-        """Run ``<cli> args``; kill the whole process group when ``timeout`` expires."""
+            record: bool = True, max_output: int | None = None) -> Result:
+        """Run ``<cli> args``; kill the whole process group when ``timeout`` expires, or when stdout passes
+        ``max_output`` bytes (then ``truncated``: stdout is cut there, stderr is capped the same)."""
         timeout = self.default_timeout if timeout is None else timeout
         argv = self._base_argv() + list(args)
         cmd = self.describe(args)
@@ -98,8 +101,12 @@ class Engine:
             argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self._env(),
             start_new_session=True, text=True)
+        truncated = False
         try:
-            out, err = proc.communicate(input=stdin, timeout=timeout)
+            if max_output is None:
+                out, err = proc.communicate(input=stdin, timeout=timeout)
+            else:
+                out, err, truncated = _communicate_capped(proc, stdin, timeout, max_output)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             elapsed = time.monotonic() - start
@@ -112,7 +119,7 @@ class Engine:
         elapsed = time.monotonic() - start
         if record:
             self.commands.append({"cmd": cmd, "rc": proc.returncode, "elapsed": round(elapsed, 3)})
-        result = Result(proc.returncode, out, self.redact(err), elapsed)
+        result = Result(proc.returncode, out, self.redact(err), elapsed, truncated)
         if check and proc.returncode != 0:
             raise EngineError(
                 "engine command failed (rc=%d): %s: %s" % (proc.returncode, cmd, result.stderr.strip()[-2000:]),
@@ -211,6 +218,43 @@ def is_local(engine, environ=None) -> bool:
     CLI's default); tcp:// and ssh:// engines are other machines or nested engines."""
     url = effective_url(engine, environ)
     return not url or url.startswith("unix://")
+
+
+def _communicate_capped(proc, stdin: str | None, timeout: float, max_output: int) -> tuple:
+    """(stdout, stderr, truncated) like communicate(), keeping at most ``max_output`` bytes of each stream;
+    stdout beyond that kills the process group at once, so a huge answer is neither held nor waited for."""
+    kept = {1: bytearray(), 2: bytearray()}
+    cut = threading.Event()
+
+    def pump(stream, key):
+        while True:
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                return
+            room = max_output - len(kept[key])
+            kept[key] += chunk[:max(room, 0)]
+            if len(chunk) > room and key == 1 and not cut.is_set():
+                cut.set()
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    proc.kill()
+
+    threads = [threading.Thread(target=pump, args=(proc.stdout, 1), daemon=True),
+               threading.Thread(target=pump, args=(proc.stderr, 2), daemon=True)]
+    for t in threads:
+        t.start()
+    if stdin is not None and proc.stdin:
+        try:
+            proc.stdin.write(stdin)
+            proc.stdin.close()
+        except OSError:
+            pass
+    deadline = time.monotonic() + timeout
+    proc.wait(timeout=timeout)  # raises TimeoutExpired: the caller kills the group
+    for t in threads:
+        t.join(max(deadline - time.monotonic(), 0.1))
+    return (kept[1].decode("utf-8", "replace"), kept[2].decode("utf-8", "replace"), cut.is_set())
 
 
 def _kill_group(proc) -> None:

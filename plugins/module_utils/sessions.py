@@ -5,6 +5,10 @@
 
 Sessions are returned the way the Perry agent consumes them (docs/perry-compat.md): ``agentType`` claude becomes
 claude-code, ``mtime`` in seconds beside ``lastActivity`` in ms, ``projectPath`` and ``name`` added.
+
+The list is paged (``limit``/``offset``, DEFAULT_PAGE by default) over all workspaces' sessions, newest first, with
+the ``total`` of matches: each worker is asked for just the window the page needs (``GET /sessions?limit&offset&
+agentType&since``; a worker too old to page answers with everything, read up to transport.MAX_BODY and paged here).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from dataclasses import dataclass
 
 from ansible_collections.perry.fleet.plugins.module_utils.errors import SpecError, WorkerError
 from ansible_collections.perry.fleet.plugins.module_utils.parallel import run_parallel
+from urllib.parse import urlencode
+
 from ansible_collections.perry.fleet.plugins.module_utils.transport import Target, Transport, session_path
 
 try:
@@ -30,6 +36,9 @@ except ImportError:  # pragma: no cover - depends on the controller's Python
 # Agent-side consumption: the agent calls Claude sessions "claude-code".
 AGENT_TYPE_ALIASES = {"claude": "claude-code"}
 AGENT_TYPES = ("claude-code", "claude", "opencode", "pi", "codex")
+WORKER_AGENT_TYPES = {"claude-code": "claude"}   # the worker's own names, for its agentType filter
+DEFAULT_PAGE = 100        # sessions per page when no limit is given (20,000 sessions were a 39 MB result)
+DEFAULT_MESSAGES = 50     # messages per page
 
 
 def normalize_agent_type(value):
@@ -58,20 +67,35 @@ def normalize_session(raw: dict, workspace: str) -> dict:
     return session
 
 
+# The moments since may name: years 1 to 9999, as Python's datetime (a bigger int overflowed the float compare).
+SINCE_MIN_MS = -62135596800000
+SINCE_MAX_MS = 253402300799999
+
+
+def _since_in_range(ms, value) -> int:
+    if not SINCE_MIN_MS <= ms <= SINCE_MAX_MS:
+        raise SpecError("since %s is out of range: give milliseconds since the epoch between %d and %d (years 1 to "
+                        "9999) or an ISO 8601 date" % (str(value)[:40], SINCE_MIN_MS, SINCE_MAX_MS))
+    return int(ms)
+
+
 def parse_since(value) -> int | None:
     """Milliseconds since the epoch from an int/float (ms), a digit string (ms) or an ISO 8601 date or
-    date-time (naive means UTC)."""
+    date-time (naive means UTC); infinite, NaN and moments outside years 1..9999 are refused."""
     if value is None or value == "":
         return None
     if isinstance(value, bool):
         raise SpecError("since must be milliseconds since the epoch or an ISO 8601 date, not a boolean")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):  # isfinite() of a huge int overflows
             raise SpecError("since %r is not a moment: give milliseconds since the epoch or an ISO 8601 date" % value)
-        return int(value)
+        return _since_in_range(value, value)
     text = str(value).strip()
+    if text.lstrip("-").isdigit() and len(text) < 40:
+        return _since_in_range(int(text), value)
     if text.lstrip("-").isdigit():
-        return int(text)
+        raise SpecError("since %s... is out of range: give milliseconds since the epoch (years 1 to 9999) or an "
+                        "ISO 8601 date" % text[:40])
     try:
         if len(text) == 10:
             dt = datetime.datetime.combine(datetime.date.fromisoformat(text), datetime.time())
@@ -112,6 +136,16 @@ def sort_sessions(sessions: list) -> list:
     return sorted(sessions, key=lambda s: (-(s.get("lastActivity") or 0), s.get("workspace") or "", s.get("id") or ""))
 
 
+def list_path(offset: int, limit: int, agent_types=None, since_ms: int | None = None) -> str:
+    """GET /sessions asking the worker for one window, filtered as the host filters."""
+    query = [("limit", limit), ("offset", offset)]
+    for a in sorted({WORKER_AGENT_TYPES.get(t, t) for t in agent_types or []}):
+        query.append(("agentType", a))
+    if since_ms is not None:
+        query.append(("since", since_ms))
+    return "/sessions?" + urlencode(query)
+
+
 def compile_query(expr: str):
     if not HAS_JMESPATH:
         raise SpecError("the query option needs the Python library jmespath on the managed host "
@@ -136,8 +170,13 @@ class SessionClient:
 
     def _call(self, path: str, method: str = "GET", allow=()):
         resp = self.transport.request(self.target, path, method=method, timeout=self.timeout)
+        if resp.truncated:
+            raise WorkerError("%s %s via %s: %s: ask for less (a smaller limit or offset)"
+                              % (method, path, resp.transport, resp.error))
         if resp.status == 0:
             raise WorkerError("worker unreachable via %s: %s" % (resp.transport, resp.error))
+        if resp.status == 401:
+            raise WorkerError("%s %s: %s" % (method, path, resp.error))
         doc = resp.json()
         if resp.ok or resp.status in allow:
             if not isinstance(doc, dict):
@@ -147,12 +186,19 @@ class SessionClient:
         detail = doc.get("error") if isinstance(doc, dict) else resp.body[:200]
         raise WorkerError("%s %s: HTTP %d: %s" % (method, path, resp.status, detail))
 
-    def list(self) -> list:
-        doc = self._call("/sessions")[1]
+    def list(self, offset: int = 0, limit: int = DEFAULT_PAGE, agent_types=None, since_ms: int | None = None) -> tuple:
+        """(sessions, total): the window [offset, offset + limit) of the filtered, newest-first list, and the
+        number of matches. A worker that does not page (no ``total``) is paged here."""
+        doc = self._call(list_path(offset, limit, agent_types, since_ms))[1]
         sessions = doc.get("sessions")
         if not isinstance(sessions, list):
             raise WorkerError("GET /sessions: no sessions array in the answer")
-        return [normalize_session(s, self.target.workspace) for s in sessions if isinstance(s, dict)]
+        found = filter_sessions([normalize_session(s, self.target.workspace) for s in sessions if isinstance(s, dict)],
+                                agent_types, since_ms)
+        total = doc.get("total")
+        if isinstance(total, int) and not isinstance(total, bool):
+            return sort_sessions(found)[:limit], total
+        return sort_sessions(found)[offset:offset + limit], len(found)
 
     def get(self, session_id: str):
         status, doc = self._call(session_path(session_id), allow=(404,))
@@ -177,13 +223,21 @@ class SessionRequest:
 
     session_id: str | None = None
     messages: bool = False
-    limit: int = 50
+    limit: int | None = None      # sessions per page (DEFAULT_PAGE) or messages per page (DEFAULT_MESSAGES)
     offset: int = 0
     agent_types: list | None = None
     since_ms: int | None = None
     delete: bool = False
     check_mode: bool = False
     request_timeout: float = 30.0
+
+    @property
+    def page_limit(self) -> int:
+        return self.limit if self.limit is not None else DEFAULT_PAGE
+
+    @property
+    def messages_limit(self) -> int:
+        return self.limit if self.limit is not None else DEFAULT_MESSAGES
 
     @property
     def bound(self) -> float:
@@ -193,7 +247,7 @@ class SessionRequest:
 
 def _entry(target: Target, request: SessionRequest) -> dict:
     entry = {"name": target.workspace, "container": target.container, "transport": target.transport,
-             "fallback": target.fallback, "ok": False, "error": None, "sessions": [], "count": 0}
+             "fallback": target.fallback, "ok": False, "error": None, "sessions": [], "count": 0, "total": 0}
     if request.session_id is not None:
         entry["session"] = None
     if request.messages:
@@ -203,8 +257,9 @@ def _entry(target: Target, request: SessionRequest) -> dict:
     return entry
 
 
-def query_workspace(transport: Transport, target: Target, request: SessionRequest) -> dict:
-    """One workspace's answer (errors reported in the entry, never raised)."""
+def query_workspace(transport: Transport, target: Target, request: SessionRequest, alone: bool = True) -> dict:
+    """One workspace's answer (errors reported in the entry, never raised). ``alone``: the only workspace asked,
+    so its worker skips ``offset`` itself; otherwise it gives its first offset + limit for the merge."""
     entry = _entry(target, request)
     if not target.running:
         entry["error"] = target.not_running_error()
@@ -213,17 +268,21 @@ def query_workspace(transport: Transport, target: Target, request: SessionReques
     sid = request.session_id
     try:
         if sid is None:
-            entry["sessions"] = filter_sessions(client.list(), request.agent_types, request.since_ms)
+            offset, limit = ((request.offset, request.page_limit) if alone
+                             else (0, request.offset + request.page_limit))
+            entry["sessions"], entry["total"] = client.list(offset, limit, request.agent_types, request.since_ms)
         else:
             entry["session"] = client.get(sid)
             if entry["session"] is not None:
                 entry["sessions"] = [entry["session"]]
+                entry["total"] = 1
             if request.messages:
-                entry["messages"] = client.messages(sid, request.limit, request.offset)
+                entry["messages"] = client.messages(sid, request.messages_limit, request.offset)
             if request.delete and entry["session"] is not None:
                 entry["deleted"] = True if request.check_mode else client.delete(sid)
                 if not entry["deleted"]:
                     entry["sessions"] = []
+                    entry["total"] = 0
         entry["ok"] = True
     except WorkerError as exc:
         entry["error"] = exc.msg
@@ -234,7 +293,8 @@ def query_workspace(transport: Transport, target: Target, request: SessionReques
 def query_workspaces(engine, targets: list, request: SessionRequest) -> list:
     """Every workspace in parallel; a workspace that did not answer within the backstop is reported as such."""
     transport = Transport(engine)
-    results = run_parallel(lambda t: query_workspace(transport, t, request), targets, bound=request.bound)
+    alone = len(targets) == 1
+    results = run_parallel(lambda t: query_workspace(transport, t, request, alone), targets, bound=request.bound)
     out = []
     for target, res in zip(targets, results):
         if isinstance(res, BaseException):
@@ -243,3 +303,21 @@ def query_workspaces(engine, targets: list, request: SessionRequest) -> list:
             res = entry
         out.append(res)
     return out
+
+
+def merge_page(results: list, request: SessionRequest) -> dict:
+    """The page over all workspaces: {sessions, total, truncated, offset, limit}; each workspace entry keeps only
+    its sessions on the page (``count``) beside its ``total``."""
+    merged = sort_sessions([s for r in results for s in r["sessions"]])
+    if request.session_id is None and len(results) > 1:
+        merged = merged[request.offset:request.offset + request.page_limit]
+    on_page = {}
+    for s in merged:
+        on_page.setdefault(s["workspace"], []).append(s)
+    for r in results:
+        r["sessions"] = on_page.get(r["name"], [])
+        r["count"] = len(r["sessions"])
+    total = sum(r["total"] for r in results)
+    offset = request.offset if request.session_id is None else 0
+    return {"sessions": merged, "total": total, "truncated": offset + len(merged) < total,
+            "offset": offset, "limit": request.page_limit if request.session_id is None else None}

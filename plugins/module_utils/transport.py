@@ -5,10 +5,13 @@
 
 Three transports (the worker API and Perry's exec transport: docs/perry-compat.md):
 
-* ``exec``: ``<cli> exec -u workspace <c> curl -s --noproxy '*' --connect-timeout C --max-time T
-  -w '\\n%{http_code}' [-X M] http://localhost:7392<path>``; the status code is the last stdout line,
-  the body the lines before it. The host additionally kills the exec after T + grace, so a stalled
-  engine cannot hang the caller either (the seed's bug: no --max-time and no exec timeout).
+* ``exec``: ``<cli> exec -u workspace <c> /bin/sh -c '...' sh /etc/perry/worker.auth curl -s --noproxy '*'
+  --connect-timeout C --max-time T --max-filesize N -w '\\n%{http_code}' [-X M] http://localhost:7392<path>``;
+  the wrapper adds ``-H @/etc/perry/worker.auth`` (the workspace's token, read inside the container, never on the
+  host's argv) when that file is readable. The status code is the last stdout line, the body the lines before it,
+  and only when curl exits 0: a worker that sends headers and then stalls makes curl exit 28, which is a failure
+  however the status line reads. The host additionally kills the exec after T + grace and reads at most N bytes
+  of its output (Engine.run max_output), so neither a stalled engine nor a huge answer can hang or swell the caller.
 * ``http``: a direct request to the container's IP, only when routes.py says that IP is on a bridge this
   host is directly attached to and the engine runs rootful in this host's network namespace. Otherwise no
   packet is sent there and the exec transport is used instead, with the reason recorded.
@@ -16,7 +19,9 @@ Three transports (the worker API and Perry's exec transport: docs/perry-compat.m
 
 Selection happens once per task from one batched ``inspect`` (resolve_targets); ``auto`` follows the runtime
 profile. Direct requests never use proxies and are bounded by a socket timeout plus a watchdog that shuts the
-socket down at the deadline, so a server that trickles bytes cannot stretch the bound either.
+socket down at the deadline, so a server that trickles bytes cannot stretch the bound either; they send the
+workspace's token (worker_auth.py) and read at most ``max_bytes`` of the body. An answer cut at the cap is a failure
+that says so (``truncated``), never a partial success.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from urllib.parse import quote
 
 from ansible_collections.perry.fleet.plugins.module_utils import engine as eng
 from ansible_collections.perry.fleet.plugins.module_utils import layout
-from ansible_collections.perry.fleet.plugins.module_utils.errors import EngineError, EngineTimeout, SpecError
+from ansible_collections.perry.fleet.plugins.module_utils.errors import EngineError, EngineTimeout, SpecError, WorkerError
+from ansible_collections.perry.fleet.plugins.module_utils.worker_auth import AUTH_FILE, WorkerAuth, default_key_path
 from ansible_collections.perry.fleet.plugins.module_utils.routes import RouteTable, container_ips, engine_shares_host_network
 from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import get_profile
 
@@ -41,14 +47,20 @@ EXEC_GRACE = 1.0          # seconds the host waits beyond curl's --max-time befo
 CONNECT_TIMEOUT = 1.0     # curl --connect-timeout (capped by the request timeout)
 MIN_REQUEST_TIME = 0.05   # below this there is no point starting a request
 LOOPBACK = "127.0.0.1"
+MAX_BODY = 4 * 1024 * 1024   # bytes of one worker answer, any route (a page of sessions is far below this)
+STATUS_LINE = 16             # the "\n%{http_code}" curl appends, with room to spare
+# Adds the token header when the workspace has a token file ($1); the file's path is argv, its content never is.
+CURL_WRAPPER = 'if [ -r "$1" ]; then f=$1; shift; exec curl -H "@$f" "$@"; fi; shift; exec curl "$@"'
 
 # curl exit codes worth explaining (curl(1) "EXIT CODES")
 CURL_ERRORS = {
     6: "could not resolve host",
+    26: "curl could not read the token file %s" % AUTH_FILE,
     7: "connection refused: nothing listens on port 7392 (worker not running?)",
     28: "timed out: the worker accepted the connection but did not answer in time (frozen or busy?)",
     52: "empty reply from the worker",
     56: "connection reset while receiving from the worker",
+    63: "the answer is larger than the cap (--max-filesize)",
 }
 # `exec` exit codes of docker/podman themselves (the command never ran)
 EXEC_ERRORS = {
@@ -67,6 +79,7 @@ class Response:
     elapsed: float
     error: str | None = None
     engine_stalled: bool = False   # the engine itself did not finish the exec: asking it again is pointless
+    truncated: bool = False        # the answer passed the byte cap and was cut (status is then 0)
 
     @property
     def ok(self) -> bool:
@@ -113,12 +126,15 @@ class Target:
 
 
 # ---------------------------------------------------------------------------------------------- curl
-def curl_argv(path: str, method: str = "GET", max_time: float = 2.0) -> list:
-    """The curl command run inside the container (no shell: argv goes straight to exec)."""
+def curl_argv(path: str, method: str = "GET", max_time: float = 2.0, max_bytes: int = MAX_BODY) -> list:
+    """The command run inside the container: CURL_WRAPPER (adds the token header from the workspace's own file)
+    around curl; every value is an argv element, no value reaches a shell."""
     max_time = max(max_time, MIN_REQUEST_TIME)
-    argv = ["curl", "-s", "--noproxy", "*",
+    argv = ["/bin/sh", "-c", CURL_WRAPPER, "sh", AUTH_FILE,
+            "-s", "--noproxy", "*",
             "--connect-timeout", _secs(min(CONNECT_TIMEOUT, max_time)),
             "--max-time", _secs(max_time),
+            "--max-filesize", str(max_bytes),
             "-w", "\n%{http_code}"]
     if method != "GET":
         argv += ["-X", method]
@@ -139,12 +155,14 @@ def parse_curl_output(stdout: str) -> tuple:
     return status, "\n".join(lines)
 
 
-def explain_curl(rc: int | None, stderr: str, max_time: float) -> str:
+def explain_curl(rc: int | None, stderr: str, max_time: float, max_bytes: int = MAX_BODY) -> str:
     stderr = (stderr or "").strip()
     if rc in CURL_ERRORS:
         msg = "curl exit %d: %s" % (rc, CURL_ERRORS[rc])
         if rc == 28:
             msg += " (--max-time %s)" % _secs(max_time)
+        if rc == 63:
+            msg += " of %d bytes" % max_bytes
         return msg
     if rc in EXEC_ERRORS:
         return "exec exit %d: %s%s" % (rc, EXEC_ERRORS[rc], (": " + stderr[-300:]) if stderr else "")
@@ -152,9 +170,25 @@ def explain_curl(rc: int | None, stderr: str, max_time: float) -> str:
 
 
 # ------------------------------------------------------------------------------------ direct HTTP
+def cut_message(max_bytes: int) -> str:
+    return "the worker's answer is larger than %d bytes and was cut there (not used)" % max_bytes
+
+
+def rejected_message(transport: str) -> str:
+    """What a 401 means and what to do, per transport."""
+    if transport == "exec":
+        return ("HTTP 401: the worker rejected the token in its own %s (replaced while the worker ran?): restart the "
+                "container (perry.fleet.perry_workspace state=stopped, then started)" % AUTH_FILE)
+    return ("HTTP 401: the worker rejected this host's token for the workspace: it was created without one, by "
+            "another user or host, or before the worker key of this user (%s) changed: recreate it "
+            "(perry.fleet.perry_workspace state=absent, which keeps its volumes, then state=present), or use "
+            "transport=exec" % default_key_path())
+
+
 def http_request(host: str, port: int, path: str, method: str = "GET", timeout: float = 2.0,
-                 transport: str = "http") -> Response:
-    """One HTTP request with a hard overall bound; proxies are never used (http.client has none)."""
+                 transport: str = "http", headers: dict | None = None, max_bytes: int = MAX_BODY) -> Response:
+    """One HTTP request with a hard overall bound and at most ``max_bytes`` of body read; proxies are never
+    used (http.client has none)."""
     start = time.monotonic()
     timeout = max(timeout, MIN_REQUEST_TIME)
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
@@ -173,13 +207,16 @@ def http_request(host: str, port: int, path: str, method: str = "GET", timeout: 
     timer.daemon = True
     timer.start()
     try:
-        conn.request(method, path, headers={"Accept": "application/json", "Connection": "close"})
+        conn.request(method, path, headers=dict(headers or {}, Accept="application/json", Connection="close"))
         resp = conn.getresponse()
-        body = resp.read().decode("utf-8", "replace")
+        raw = resp.read(max_bytes + 1)
         status = resp.status
         if expired.is_set():
             raise socket.timeout("deadline")
-        return Response(status, body, transport, time.monotonic() - start)
+        if len(raw) > max_bytes:
+            return Response(0, "", transport, time.monotonic() - start, error=cut_message(max_bytes), truncated=True)
+        return Response(status, raw.decode("utf-8", "replace"), transport, time.monotonic() - start,
+                        error=rejected_message(transport) if status == 401 else None)
     except (OSError, http.client.HTTPException) as exc:
         elapsed = time.monotonic() - start
         if expired.is_set() or isinstance(exc, socket.timeout):
@@ -263,35 +300,47 @@ class Transport:
     """Sends one request to a target's worker; every path through here is bounded by ``timeout``
     (plus EXEC_GRACE for the host-side kill of an exec)."""
 
-    def __init__(self, engine, http=http_request):
+    def __init__(self, engine, http=http_request, auth: WorkerAuth | None = None):
         self.engine = engine
         self.http = http
+        self.auth = auth or WorkerAuth()
 
     def request(self, target: Target, path: str, method: str = "GET", timeout: float = 2.0,
-                hard_timeout: float | None = None) -> Response:
+                hard_timeout: float | None = None, max_bytes: int = MAX_BODY) -> Response:
         """``timeout`` bounds the HTTP exchange; ``hard_timeout`` (default timeout + EXEC_GRACE) is when
-        the host kills an exec whose engine does not return."""
+        the host kills an exec whose engine does not return; at most ``max_bytes`` of the answer are read."""
         if target.transport == "exec":
             hard = timeout + EXEC_GRACE if hard_timeout is None else max(hard_timeout, timeout)
-            return self._exec(target, path, method, timeout, hard)
-        return self.http(target.host, target.port, path, method=method, timeout=timeout, transport=target.transport)
-
-    def _exec(self, target: Target, path: str, method: str, timeout: float, hard: float) -> Response:
-        start = time.monotonic()
-        argv = ["exec", "-u", layout.USER, target.container] + curl_argv(path, method, timeout)
+            return self._exec(target, path, method, timeout, hard, max_bytes)
         try:
-            res = self.engine.run(argv, timeout=hard, check=False)
+            headers = self.auth.header(target.workspace)
+        except WorkerError as exc:
+            return Response(0, "", target.transport, 0.0, error=exc.msg)
+        return self.http(target.host, target.port, path, method=method, timeout=timeout, transport=target.transport,
+                         headers=headers, max_bytes=max_bytes)
+
+    def _exec(self, target: Target, path: str, method: str, timeout: float, hard: float,
+              max_bytes: int = MAX_BODY) -> Response:
+        start = time.monotonic()
+        argv = ["exec", "-u", layout.USER, target.container] + curl_argv(path, method, timeout, max_bytes)
+        try:
+            res = self.engine.run(argv, timeout=hard, check=False, max_output=max_bytes + STATUS_LINE)
         except EngineTimeout as exc:
             return Response(0, "", "exec", time.monotonic() - start, engine_stalled=True,
                             error="the engine did not finish the exec within %s s (engine stalled?): %s"
                             % (_secs(hard), exc.cmd))
         except EngineError as exc:
             return Response(0, "", "exec", time.monotonic() - start, error=exc.msg)
+        if getattr(res, "truncated", False):
+            return Response(0, "", "exec", res.elapsed, error=cut_message(max_bytes), truncated=True)
         status, body = parse_curl_output(res.stdout)
-        error = None
-        if status == 0:
-            error = explain_curl(res.rc, res.stderr, timeout)
-        return Response(status, body, "exec", res.elapsed, error=error)
+        if res.rc != 0 or status == 0:
+            # curl's exit code wins over the status line: 28 after "200" headers is a stalled body, not a success
+            why = explain_curl(res.rc, res.stderr, timeout, max_bytes)
+            if status:
+                why += " (after HTTP %d headers: the body did not arrive whole)" % status
+            return Response(0, "", "exec", res.elapsed, error=why, truncated=res.rc == 63)
+        return Response(status, body, "exec", res.elapsed, error=rejected_message("exec") if status == 401 else None)
 
 
 def resolve_targets(engine, names: list, transport: str, runtime: str, timeout: float | None = None,

@@ -5,6 +5,11 @@
 
 All workspaces are checked in parallel under one monotonic deadline counted from the module's process start; a
 worker of the wrong version may be restarted (worker_process.py) and, when no supervisor brings it back, started.
+
+Healthy means: the whole /health body arrived within the request's deadline (at most HEALTH_MAX_BYTES) and is the
+worker's JSON (``status: ok``, a string ``version``, an integer ``sessionCount``): anything else answering 200 on
+7392 is not a worker. The worker's ``auth`` field is returned; a worker that enforces no token (``none``, or a
+worker too old to say) is healthy but comes with a warning saying what to do.
 """
 
 from __future__ import annotations
@@ -24,6 +29,33 @@ from ansible_collections.perry.fleet.plugins.module_utils.waiter import wait_unt
 SUPERVISOR_GRACE = 3.0    # seconds an image supervisor gets to bring a killed worker back
 LOG_TIMEOUT = 0.6         # a log tail read after the deadline: keep it short
 FINISH_RESERVE = 0.3      # seconds of the deadline kept for collecting results and the log tail
+HEALTH_MAX_BYTES = 64 * 1024  # a /health answer is about 200 bytes
+
+
+def health_doc_problem(doc) -> str | None:
+    """Why a 2xx /health body is not the worker's answer; None when it is."""
+    if not isinstance(doc, dict):
+        return "the body is not a JSON object"
+    if doc.get("status") != "ok":
+        return "status is %r, not 'ok'" % (doc.get("status"),)
+    if not isinstance(doc.get("version"), str) or not doc["version"]:
+        return "no version string"
+    count = doc.get("sessionCount")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        return "no sessionCount integer"
+    return None
+
+
+def auth_warning(name: str, auth) -> str | None:
+    """What to do when a healthy worker enforces no token (issue 19: other workspaces could read its sessions)."""
+    if auth == "token":
+        return None
+    if auth == "none":
+        return ("workspace %s: its worker requires no token (PERRY_WORKER_AUTH=none in its env): every workspace on "
+                "the same bridge can read and delete its sessions; remove that setting and recreate it" % name)
+    return ("workspace %s: its worker enforces no token (created before perry.fleet gave workers tokens): every "
+            "workspace on the same bridge can read and delete its sessions; recreate it (perry.fleet.perry_workspace "
+            "state=absent, which keeps its volumes, then state=present) with the current image" % name)
 
 
 @dataclass
@@ -67,7 +99,7 @@ class HealthCheck:
         return {"name": t.workspace, "container": t.container, "healthy": False, "status": 0, "version": None,
                 "sessionCount": None, "transport": t.transport, "fallback": t.fallback, "attempts": 0,
                 "elapsed": 0.0, "error": None, "version_ok": None, "restarted": False, "would_restart": False,
-                "actions": [], "log_tail": None}
+                "actions": [], "log_tail": None, "auth": None}
 
     def run(self) -> dict:
         out = self.base()
@@ -84,8 +116,9 @@ class HealthCheck:
                    restarted=self.restarted_at is not None, would_restart=self.would_restart)
         if resp is not None:
             out.update(status=resp.status, transport=resp.transport)
-            if resp.ok:
-                out.update(healthy=True, version=doc.get("version"), sessionCount=doc.get("sessionCount"))
+            if resp.ok and not health_doc_problem(doc):
+                out.update(healthy=True, version=doc.get("version"), sessionCount=doc.get("sessionCount"),
+                           auth=doc.get("auth"))
         if self.opts.expected_version is not None and out["healthy"]:
             out["version_ok"] = out["version"] == self.opts.expected_version
         out["error"] = self.error(out, waited)
@@ -114,9 +147,14 @@ class HealthCheck:
         if self.errors and t >= remaining and self.prefetch is None and not self.engine_stalled:
             self._prefetch_log()  # likely the last attempt: read the log meanwhile, not after the deadline
         self.requests += 1
-        resp = self.transport.request(self.target, "/health", timeout=t,
-                                      hard_timeout=min(t + EXEC_GRACE, remaining + FINISH_RESERVE))
+        hard = min(t + EXEC_GRACE, remaining + FINISH_RESERVE)
+        resp = self.transport.request(self.target, "/health", timeout=t, hard_timeout=hard,
+                                      max_bytes=HEALTH_MAX_BYTES)
         self.last = resp
+        if resp.engine_stalled and hard < t + EXEC_GRACE and self.errors:
+            # The overall deadline, not the engine, cut this last exec short: it says nothing about the worker
+            # or the engine, so the previous attempt's error stays the one reported (and the log is still read).
+            return False, resp
         self.engine_stalled = resp.engine_stalled
         if not resp.ok:
             if self.restarted_at is not None:
@@ -125,7 +163,13 @@ class HealthCheck:
             self._maybe_start()
             return False, resp
         doc = resp.json()
-        self.last_doc = doc if isinstance(doc, dict) else {}
+        problem = health_doc_problem(doc)
+        if problem:
+            self.last_doc = {}
+            self.errors.append("HTTP %d from /health but not the worker's answer (%s): is something else listening on "
+                               "7392? body: %s" % (resp.status, problem, resp.body[:200]))
+            return False, resp
+        self.last_doc = doc
         expected = self.opts.expected_version
         version = self.last_doc.get("version")
         if expected is None or version == expected:

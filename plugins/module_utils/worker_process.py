@@ -20,6 +20,9 @@ PATTERN = "(^|/)[p]erry( |/current/cli[.]js )worker serve"
 SUPERVISOR = "/usr/local/bin/perry-entrypoint"
 LOG_LINES = 20
 LOG_TAIL_BYTES = 8192   # a worker may log one huge line: the tail is cut by bytes first, then by lines
+# The log is the workspace user's file: read it only when it is a regular file (a FIFO would block, a link to a
+# device never end); the host also reads at most LOG_TAIL_BYTES of the output.
+LOG_TAIL_SCRIPT = '[ -f "$1" ] && [ ! -L "$1" ] && exec tail -c "$2" "$1"'
 
 # Started detached from the exec as Perry does (nohup, log in /tmp). "$P worker serve" never matches
 # PATTERN, so this shell is never taken for the worker.
@@ -31,8 +34,11 @@ RESTART_SCRIPT = "pkill -f '{pattern}'; [ -x {supervisor} ] || {{ {start} }}".fo
     pattern=PATTERN, supervisor=SUPERVISOR, start=START_SCRIPT)
 
 
-def _run(engine, container: str, argv: list, timeout: float):
-    return engine.run(["exec", "-u", layout.USER, container] + argv, timeout=timeout, check=False)
+def _run(engine, container: str, argv: list, timeout: float, max_output: int | None = None):
+    if max_output is None:
+        return engine.run(["exec", "-u", layout.USER, container] + argv, timeout=timeout, check=False)
+    return engine.run(["exec", "-u", layout.USER, container] + argv, timeout=timeout, check=False,
+                      max_output=max_output)
 
 
 def stop(engine, container: str, timeout: float):
@@ -57,9 +63,10 @@ def restart(engine, container: str, timeout: float):
 def log_tail(engine, container: str, timeout: float, lines: int = LOG_LINES) -> str | None:
     """The last lines of the worker's log (at most LOG_TAIL_BYTES), or None when they cannot be read in time."""
     try:
-        res = _run(engine, container, ["tail", "-c", str(LOG_TAIL_BYTES), layout.WORKER_LOG], timeout)
+        res = _run(engine, container, ["/bin/sh", "-c", LOG_TAIL_SCRIPT, "sh", layout.WORKER_LOG, str(LOG_TAIL_BYTES)],
+                   timeout, max_output=LOG_TAIL_BYTES)
     except EngineError:
         return None
-    if res.rc != 0:
+    if res.rc != 0 and not getattr(res, "truncated", False):
         return None
     return "\n".join(res.stdout.rstrip("\n").split("\n")[-lines:])

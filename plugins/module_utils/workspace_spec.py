@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from ansible_collections.perry.fleet.plugins.module_utils import layout
+from ansible_collections.perry.fleet.plugins.module_utils import worker_auth
 from ansible_collections.perry.fleet.plugins.module_utils.engine import validate_engine_url
 from ansible_collections.perry.fleet.plugins.module_utils.errors import SpecError
 from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import RuntimeProfile, get_profile
@@ -345,6 +346,8 @@ class WorkspaceSpec:
             env["DOCKER_HOST"] = self.docker_host
         if self.secret_env:
             env[SECRET_KEYS_ENV] = ",".join(sorted(self.secret_env))
+        # The worker's token (worker_auth.py); not in the spec hash: it is a function of the name and the host key.
+        env[worker_auth.TOKEN_ENV] = worker_auth.token(self.name, worker_auth.host_key())
         return env
 
     def public(self) -> dict:

@@ -14,7 +14,10 @@ description:
     as M(perry.fleet.perry_worker_health) (V(exec) curl with C(--max-time) plus a host-side kill, V(http) to a
     container IP on a local bridge only, or V(published) on 127.0.0.1), decided from one batched C(inspect).
   - Without O(session_id) it lists the sessions of every workspace (Claude Code, OpenCode, pi and Codex, as the
-    worker indexes them), optionally filtered by O(agent_type), O(since) and a JMESPath O(query).
+    worker indexes them), optionally filtered by O(agent_type), O(since) and a JMESPath O(query), one page at a time;
+    O(limit) sessions (100 by default) after skipping O(offset), newest first over all named workspaces, with
+    RV(total) matches and RV(truncated) when more follow. Each worker is asked only for the window the page needs,
+    and no answer is read beyond 4 MiB (a bigger one fails that workspace with a message, never swells the result).
   - With O(session_id) it gets that session from every workspace that has it, and with O(messages=true) also one
     page of its messages (O(limit), O(offset), counted from the newest end as the worker pages them).
   - With O(state=absent) and O(session_id) it deletes the session wherever it exists. The session is read first,
@@ -57,11 +60,14 @@ options:
     type: bool
     default: false
   limit:
-    description: Messages per page (the worker's C(limit)).
+    description:
+      - Sessions per page when listing (default 100), or messages per page with O(messages=true) (default 50,
+        the worker's C(limit)).
     type: int
-    default: 50
   offset:
-    description: How many of the newest items to skip (the worker's C(offset)), for paging backwards.
+    description:
+      - How many of the newest items to skip (sessions when listing, messages with O(messages=true)), for paging.
+      - Listing, the next page starts at RV(offset) + the number of RV(sessions) while RV(truncated) is true.
     type: int
     default: 0
   agent_type:
@@ -134,6 +140,7 @@ sessions:
   description:
     - Flat list of the sessions found (listed, or the one got), newest first, each normalised and with C(workspace).
     - With O(state=absent), the sessions deleted (or that would be, in check mode).
+    - Listing, one page (O(limit), O(offset)); RV(total) counts all matches.
   returned: always
   type: list
   elements: dict
@@ -178,15 +185,33 @@ workspaces:
     ok: {description: Whether the worker answered., type: bool, returned: always}
     error: {description: "Why this workspace could not be read or changed, or null.", type: str, returned: always}
     sessions: {description: This workspace's sessions (same shape as RV(sessions))., type: list, elements: dict, returned: always}
-    count: {description: "Number of sessions in RV(workspaces[].sessions).", type: int, returned: always}
+    count: {description: "Number of this workspace's sessions on this page (RV(workspaces[].sessions)).", type: int, returned: always}
+    total: {description: Number of this workspace's sessions that match., type: int, returned: always}
     session: {description: "The session got by O(session_id), or null when this workspace does not have it.", type: dict, returned: when session_id is given}
     messages:
       description: The page of messages (C(id), C(messages), C(total), C(limit), C(offset)).
       type: dict
       returned: when messages is true
     deleted: {description: Whether the session was (or in check mode would be) deleted here., type: bool, returned: when state is absent}
+total:
+  description: Number of sessions matching over all workspaces that answered (listing), or found (O(session_id)).
+  returned: always
+  type: int
+  sample: 20000
+truncated:
+  description: Whether more matching sessions follow this page (ask again with a bigger O(offset)).
+  returned: always
+  type: bool
+offset:
+  description: Sessions skipped before this page (0 with O(session_id)).
+  returned: always
+  type: int
+limit:
+  description: The page size used for the list (null with O(session_id)).
+  returned: always
+  type: int
 query_result:
-  description: Value of O(query) applied to RV(sessions).
+  description: Value of O(query) applied to RV(sessions) (this page only).
   returned: when query is given
   type: raw
 failed_workspaces:
@@ -213,8 +238,8 @@ from ansible_collections.perry.fleet.plugins.module_utils.errors import PerryErr
 from ansible_collections.perry.fleet.plugins.module_utils.module_args import (
     WORKER_TARGET_RULES, engine_argument_spec, make_engine, make_targets, worker_target_argument_spec)
 from ansible_collections.perry.fleet.plugins.module_utils.sessions import (
-    AGENT_TYPES, HAS_JMESPATH, JMESPATH_IMPORT_ERROR, SessionRequest, compile_query, parse_since, query_workspaces,
-    sort_sessions, validate_session_id)
+    AGENT_TYPES, HAS_JMESPATH, JMESPATH_IMPORT_ERROR, SessionRequest, compile_query, merge_page, parse_since,
+    query_workspaces, validate_session_id)
 
 
 def main():
@@ -225,7 +250,7 @@ def main():
         state=dict(type="str", default="present", choices=["present", "absent"]),
         session_id=dict(type="str"),
         messages=dict(type="bool", default=False),
-        limit=dict(type="int", default=50),
+        limit=dict(type="int"),
         offset=dict(type="int", default=0),
         agent_type=dict(type="list", elements="str", choices=list(AGENT_TYPES)),
         since=dict(type="raw"),
@@ -244,7 +269,7 @@ def main():
         module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
     if p["request_timeout"] <= 0:
         module.fail_json(msg="request_timeout must be greater than 0 seconds")
-    if p["limit"] < 1 or p["offset"] < 0:
+    if (p["limit"] is not None and p["limit"] < 1) or p["offset"] < 0:
         module.fail_json(msg="limit must be at least 1 and offset at least 0")
     engine = None
     try:
@@ -258,11 +283,11 @@ def main():
     except PerryError as exc:
         module.fail_json(commands=engine.commands if engine else [], **exc.as_fail_kwargs())
 
-    sessions = sort_sessions([s for r in results for s in r["sessions"]])
+    page = merge_page(results, request)
+    sessions = page["sessions"]
     failed = [r["name"] for r in results if r["error"]]
-    out = dict(changed=request.delete and any(r.get("deleted") for r in results), sessions=sessions,
-               workspaces=results, failed_workspaces=failed, commands=engine.commands,
-               elapsed=round(time.monotonic() - start, 3))
+    out = dict(changed=request.delete and any(r.get("deleted") for r in results), workspaces=results,
+               failed_workspaces=failed, commands=engine.commands, elapsed=round(time.monotonic() - start, 3), **page)
     if query is not None:
         out["query_result"] = query.search(sessions)
     if request.delete:

@@ -10,8 +10,12 @@ module: perry_worker_health
 short_description: Wait, with a hard deadline, until the Perry worker of one or many workspaces is healthy
 version_added: 0.1.0
 description:
-  - Polls C(GET /health) of the Perry worker (port 7392) in each named workspace until it answers 2xx (and, with
-    O(expected_version), reports that version) or the deadline O(timeout) passes. Workspaces are checked in
+  - Polls C(GET /health) of the Perry worker (port 7392) in each named workspace until it answers 2xx with the
+    worker's whole JSON (C(status=ok), a C(version) string, a C(sessionCount) integer; anything else answering on 7392
+    is not a worker) and, with O(expected_version), that version, or the deadline O(timeout) passes. The body must
+    arrive whole within O(request_timeout); a worker that sends headers and then stalls is not healthy.
+  - Every request carries the workspace's worker token (see the O(transport) notes); a worker that enforces no
+    token is healthy but gives a warning saying what to do. Workspaces are checked in
     parallel, all under the same monotonic deadline; polling starts every O(interval) seconds and backs off.
   - Every request is bounded by O(request_timeout). With the exec transport curl runs with C(--connect-timeout)
     and C(--max-time) inside the container and the host also kills the C(exec) shortly after, so a frozen worker
@@ -132,7 +136,14 @@ workspaces:
   contains:
     name: {description: Workspace name., type: str, returned: always, sample: alice}
     container: {description: Container name., type: str, returned: always, sample: workspace-alice}
-    healthy: {description: Whether the last C(/health) answer was 2xx., type: bool, returned: always}
+    healthy: {description: "Whether the last C(/health) answer was 2xx with the worker's JSON.", type: bool, returned: always}
+    auth:
+      description:
+        - The worker's C(auth) from C(/health) when healthy, V(token) when it requires the workspace's token, V(none)
+          when it does not (C(PERRY_WORKER_AUTH=none)); null for a worker too old to say (it enforces no token).
+      type: str
+      returned: always
+      sample: token
     status: {description: "HTTP status of the last answer, 0 when none arrived.", type: int, returned: always, sample: 200}
     version: {description: Worker version from C(/health)., type: str, returned: always, sample: 0.1.0}
     sessionCount: {description: Number of sessions the worker has indexed., type: int, returned: always, sample: 3}
@@ -175,7 +186,7 @@ from ansible_collections.perry.fleet.plugins.module_utils.errors import EngineEr
 from ansible_collections.perry.fleet.plugins.module_utils.module_args import (
     WORKER_TARGET_RULES, engine_argument_spec, make_engine, make_targets, worker_target_argument_spec)
 from ansible_collections.perry.fleet.plugins.module_utils.worker_health import (
-    HealthOptions, check_many, failure_message, process_start)
+    HealthOptions, auth_warning, check_many, failure_message, process_start)
 
 
 def main():
@@ -218,6 +229,10 @@ def main():
         module.fail_json(commands=engine.commands if engine else [], **fail)
 
     results = check_many(engine, targets, opts, start)
+    for r in results:
+        warning = auth_warning(r["name"], r["auth"]) if r["healthy"] else None
+        if warning:
+            module.warn(warning)
     unhealthy = [r["name"] for r in results if r["error"]]
     changed = any(r["restarted"] or r["would_restart"] for r in results)
     out = dict(changed=changed, all_healthy=not unhealthy, unhealthy=unhealthy, workspaces=results,

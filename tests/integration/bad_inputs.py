@@ -321,6 +321,18 @@ CASES += [
          "perry_image_force_build"),
     Case("rimage-build_extra_args-type", _RI, "perry_image_build_extra_args", "wrong-type",
          {"perry_image_build_extra_args": {"--pull": True}}, "perry_image_build_extra_args"),
+    # --- issue 19 (worker side: since must be a moment; a huge one crashed perry_sessions with OverflowError) ---
+    Case("sessions-since-inf", _S, "since", "out-of-range", {"name": "$Pws", "since": float("inf")}, "is not a moment"),
+    Case("sessions-since-minus-inf", _S, "since", "out-of-range", {"name": "$Pws", "since": float("-inf")},
+         "is not a moment"),
+    Case("sessions-since-nan", _S, "since", "malformed", {"name": "$Pws", "since": float("nan")}, "is not a moment"),
+    Case("sessions-since-huge", _S, "since", "out-of-range", {"name": "$Pws", "since": 10 ** 30}, "is out of range"),
+    Case("sessions-since-huge-negative", _S, "since", "out-of-range", {"name": "$Pws", "since": -10 ** 30},
+         "is out of range"),
+    Case("sessions-since-huge-float", _S, "since", "out-of-range", {"name": "$Pws", "since": 1e300}, "is out of range"),
+    Case("sessions-since-huge-digits", _S, "since", "too-long", {"name": "$Pws", "since": "9" * 400}, "is out of range"),
+    Case("sessions-since-dot-inf", _S, "since", "malformed", {"name": "$Pws", "since": ".inf"},
+         "neither milliseconds since the epoch nor an ISO 8601 date"),
 ]
 
 _ids = [c.id for c in CASES]

@@ -3,6 +3,7 @@ import * as os from "node:os";
 import { VERSION } from "./version.js";
 import { SessionIndex } from "./session-index.js";
 import { startServer } from "./server.js";
+import { loadAuth, DEFAULT_AUTH_FILE } from "./auth.js";
 
 const USAGE = `perry ${VERSION}
 Usage:
@@ -12,7 +13,9 @@ Usage:
 Environment:
   PERRY_WORKER_HOME          home directory to scan (default: $HOME)
   PERRY_WORKER_FULL_RESCAN=1 re-parse every session file on each GET /sessions (Perry behaviour)
-  PERRY_WORKER_WATCH=0       disable file watchers`;
+  PERRY_WORKER_WATCH=0       disable file watchers
+  PERRY_WORKER_AUTH_FILE     the token file ("Authorization: Bearer <token>"; default ${DEFAULT_AUTH_FILE});
+                             every route requires the token when it exists, none when it does not`;
 
 function truthy(v) {
   return v !== undefined && v !== "" && v !== "0" && v.toLowerCase() !== "false";
@@ -50,15 +53,17 @@ function serve(argv) {
   const home = process.env.PERRY_WORKER_HOME || os.homedir();
   const index = new SessionIndex({ home, fullRescan: opts.fullRescan, watch: opts.watch, log: (m) => console.error(m) });
   index.scan();
+  const auth = loadAuth();
+  if (auth.error) console.error(`perry worker: ${auth.error}; every request is refused (401) until it is fixed`);
   let server;
   try {
-    server = startServer(index, opts);
+    server = startServer(index, { ...opts, auth });
   } catch (err) {
     console.error(`error: cannot listen on ${opts.host}:${opts.port}: ${err?.message ?? err}`);
     process.exit(1);
   }
   console.log(
-    `perry worker ${VERSION} listening on ${server.hostname}:${server.port} (home=${home}, mode=${opts.fullRescan ? "full-rescan" : "incremental"}, sessions=${index.size})`,
+    `perry worker ${VERSION} listening on ${server.hostname}:${server.port} (home=${home}, mode=${opts.fullRescan ? "full-rescan" : "incremental"}, sessions=${index.size}, auth=${auth.mode})`,
   );
   let stopping = false;
   const shutdown = (sig) => {

@@ -1,5 +1,6 @@
 // HTTP API compatible with Perry's worker (reference section 4).
 import { VERSION } from "./version.js";
+import { authorized, loadAuth } from "./auth.js";
 
 const JSON_HEADERS = { "content-type": "application/json" };
 
@@ -13,11 +14,33 @@ function intParam(v, dflt) {
   return Number.isFinite(n) && n >= 0 ? n : dflt;
 }
 
-export function createHandler(index) {
+const UNAUTHORIZED_HEADERS = { ...JSON_HEADERS, "www-authenticate": 'Bearer realm="perry-worker"' };
+
+/** The session-list query: none given means the whole list (Perry's agent asks for it so). */
+function listQuery(params) {
+  const keys = ["limit", "offset", "agentType", "since"];
+  if (!keys.some((k) => params.has(k))) return null;
+  const since = Number(params.get("since"));
+  return {
+    limit: intParam(params.get("limit"), Infinity),
+    offset: intParam(params.get("offset"), 0),
+    agentTypes: params.getAll("agentType").flatMap((v) => v.split(",")).filter(Boolean),
+    since: params.has("since") && Number.isFinite(since) ? since : null,
+  };
+}
+
+export function createHandler(index, { auth = { mode: "none" } } = {}) {
   return function handle(req) {
     const url = new URL(req.url);
     const p = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, "") : url.pathname;
     const m = req.method;
+    if (!authorized(auth, req)) {
+      // No data at all, not even the version: another workspace on the bridge must learn nothing.
+      return new Response(JSON.stringify({ error: "unauthorized: this worker requires its workspace's token" }), {
+        status: 401,
+        headers: UNAUTHORIZED_HEADERS,
+      });
+    }
     try {
       if (p === "/health" && m === "GET") {
         return json({
@@ -26,10 +49,13 @@ export function createHandler(index) {
           sessionCount: index.size,
           skipped: index.skipped,
           mode: index.fullRescan ? "full-rescan" : "incremental",
+          auth: auth.mode,
         });
       }
       if (p === "/sessions" && m === "GET") {
         index.scan();
+        const q = listQuery(url.searchParams);
+        if (q) return json(index.page(q));
         return new Response(index.listBody(), { headers: JSON_HEADERS });
       }
       if (p === "/refresh" && m === "POST") {
@@ -66,6 +92,6 @@ export function createHandler(index) {
   };
 }
 
-export function startServer(index, { port = 7392, host = "0.0.0.0" } = {}) {
-  return Bun.serve({ port, hostname: host, fetch: createHandler(index) });
+export function startServer(index, { port = 7392, host = "0.0.0.0", auth = loadAuth() } = {}) {
+  return Bun.serve({ port, hostname: host, fetch: createHandler(index, { auth }) });
 }

@@ -137,7 +137,24 @@ export class SessionIndex {
   }
 
   list() {
-    return Array.from(this.byId.values(), (e) => e.pub).sort((a, b) => b.lastActivity - a.lastActivity);
+    // Newest first, then by id: a stable order, so that pages (page()) never overlap or skip.
+    return Array.from(this.byId.values(), (e) => e.pub).sort(
+      (a, b) => b.lastActivity - a.lastActivity || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
+    );
+  }
+
+  /** One page of the list, filtered: {sessions, total, offset, limit}; total counts every match. */
+  page({ limit = Infinity, offset = 0, agentTypes = [], since = null } = {}) {
+    const wanted = new Set(agentTypes);
+    const all = this.list().filter(
+      (s) => (!wanted.size || wanted.has(s.agentType)) && (since === null || s.lastActivity >= since),
+    );
+    return {
+      sessions: all.slice(offset, limit === Infinity ? undefined : offset + limit),
+      total: all.length,
+      offset,
+      limit: limit === Infinity ? null : limit,
+    };
   }
 
   /** Serialized `{"sessions": [...]}` body, cached per generation. */

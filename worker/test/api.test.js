@@ -179,3 +179,90 @@ describe("perry worker API", () => {
     expect(body.sessions.at(-1).lastActivity).toBe(t.getTime());
   });
 });
+
+describe("token (issue 19, defect 2)", () => {
+  let tokHome, tw, authFile;
+  beforeAll(async () => {
+    tokHome = tempHome();
+    authFile = path.join(tokHome, "worker.auth");
+    fs.writeFileSync(authFile, "Authorization: Bearer s3cret-token\n");
+    writeFile(path.join(tokHome, ".claude", "projects", "p", "private.jsonl"), jsonl(claudeUser("private words")));
+    tw = await startWorker(tokHome, { env: { PERRY_WORKER_AUTH_FILE: authFile } });
+  });
+  afterAll(async () => {
+    await tw?.stop();
+    fs.rmSync(tokHome, { recursive: true, force: true });
+  });
+  const send = (p, headers = {}, method = "GET") => fetch(tw.url + p, { method, headers });
+
+  test("every route answers 401 and no data without the token", async () => {
+    for (const [p, method] of [["/health", "GET"], ["/sessions", "GET"], ["/sessions/private", "GET"],
+      ["/sessions/private/messages", "GET"], ["/sessions/private", "DELETE"], ["/refresh", "POST"], ["/nope", "GET"]]) {
+      for (const headers of [{}, { authorization: "Bearer wrong" }, { authorization: "Basic s3cret-token" },
+        { authorization: "Bearer s3cret-token-and-more" }]) {
+        const r = await send(p, headers, method);
+        expect(r.status).toBe(401);
+        const text = await r.text();
+        expect(text).not.toContain("private");
+        expect(text).not.toContain("version");
+      }
+    }
+    expect(fs.existsSync(path.join(tokHome, ".claude", "projects", "p", "private.jsonl"))).toBe(true);
+  });
+
+  test("the token opens every route; /health says auth=token", async () => {
+    const h = await (await send("/health", { authorization: "Bearer s3cret-token" })).json();
+    expect(h.status).toBe("ok");
+    expect(h.auth).toBe("token");
+    const s = await (await send("/sessions", { authorization: "bearer s3cret-token" })).json();
+    expect(s.sessions.map((x) => x.id)).toContain("private");
+  });
+
+  test("a present but unusable token file fails closed", async () => {
+    const bad = path.join(tokHome, "bad.auth");
+    fs.writeFileSync(bad, "no token here\n");
+    const bw = await startWorker(tokHome, { env: { PERRY_WORKER_AUTH_FILE: bad } });
+    try {
+      expect((await bw.get("/health")).status).toBe(401);
+    } finally {
+      await bw.stop();
+    }
+  });
+
+  test("without a token file the worker is open and says auth=none", async () => {
+    const h = await w.getJson("/health");
+    expect(h.body.auth).toBe("none");
+  });
+});
+
+describe("paged session list (issue 19, defect 4)", () => {
+  test("limit/offset/agentType/since page the newest-first list and give the total", async () => {
+    const ph = tempHome();
+    const t0 = Date.now() - 100000;
+    for (let i = 0; i < 7; i++) {
+      const f = path.join(ph, ".claude", "projects", "p", `s${i}.jsonl`);
+      writeFile(f, jsonl(claudeUser(`q${i}`)));
+      fs.utimesSync(f, (t0 + i * 1000) / 1000, (t0 + i * 1000) / 1000);
+    }
+    const pw = await startWorker(ph);
+    try {
+      const all = (await pw.getJson("/sessions")).body;
+      expect(all.total).toBeUndefined(); // Perry's shape when no paging is asked for
+      expect(all.sessions.length).toBe(7);
+      const p1 = (await pw.getJson("/sessions?limit=3&offset=0")).body;
+      const p2 = (await pw.getJson("/sessions?limit=3&offset=3")).body;
+      const p3 = (await pw.getJson("/sessions?limit=3&offset=6")).body;
+      expect(p1.total).toBe(7);
+      const ids = [...p1.sessions, ...p2.sessions, ...p3.sessions].map((s) => s.id);
+      expect(ids).toEqual(all.sessions.map((s) => s.id));
+      expect(new Set(ids).size).toBe(7);
+      const none = (await pw.getJson("/sessions?agentType=codex&limit=5")).body;
+      expect(none).toEqual({ sessions: [], total: 0, offset: 0, limit: 5 });
+      const recent = (await pw.getJson(`/sessions?since=${all.sessions[1].lastActivity}`)).body;
+      expect(recent.total).toBe(2);
+    } finally {
+      await pw.stop();
+      fs.rmSync(ph, { recursive: true, force: true });
+    }
+  });
+});

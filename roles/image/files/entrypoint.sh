@@ -6,7 +6,11 @@
 #  3. engine: DOCKER_HOST set -> external engine, no dockerd; else start dockerd (DinD) and wait up to
 #     PERRY_DOCKERD_WAIT s (default 30). A failing dockerd is logged and the container STAYS UP (no restart loop).
 #  4. sshd (host keys generated here when missing; the image ships none)
-#  5. supervise `/usr/local/bin/perry worker serve` as user workspace (pidfile, restart within ~2 s)
+#  5. supervise `/usr/local/bin/perry worker serve` as user workspace (pidfile, restart within ~2 s); before that,
+#     PERRY_WORKER_TOKEN (the host-derived per-workspace token) -> /etc/perry/worker.auth (root:workspace 0640,
+#     one `Authorization: Bearer <t>` line for the worker and for `curl -H @file`) and out of the environment;
+#     no token given -> a random one (only exec can then reach the worker); PERRY_WORKER_AUTH=none -> no file,
+#     an open worker (unsafe: every peer on the bridge can read and delete sessions)
 #  6. monitor sshd/dockerd every 10 s; SIGTERM/SIGINT -> stop everything and exit promptly
 # With arguments (`docker run IMAGE CMD...`) it only does step 1 and execs CMD.
 # Root never follows the workspace user: the image runs this script as `/bin/bash perry-entrypoint` (the shebang's
@@ -61,6 +65,7 @@ done
 
 # Never in /etc/environment: per-process/session values and our own control variables.
 DENY=" HOME HOSTNAME USER LOGNAME SHELL TERM PWD OLDPWD SHLVL _ container PERRY_SECRET_ENV_KEYS SSH_PUBLIC_KEY \
+PERRY_WORKER_TOKEN \
 SSH_CLIENT SSH_CONNECTION SSH_TTY SSH_AUTH_SOCK MAIL "
 
 write_env_files() {
@@ -172,7 +177,29 @@ start_sshd() {
 }
 sshd_running() { [ -s /run/sshd.pid ] && is_alive "$(cat /run/sshd.pid 2>/dev/null)"; }
 
-# ---------------------------------------------------------------- 5. worker supervisor
+# ---------------------------------------------------------------- 5. worker token, worker supervisor
+WORKER_AUTH_FILE=/etc/perry/worker.auth
+write_worker_auth() {
+  local token="${PERRY_WORKER_TOKEN:-}" tmp
+  unset PERRY_WORKER_TOKEN
+  if [ "${PERRY_WORKER_AUTH:-}" = none ]; then
+    rm -f "$WORKER_AUTH_FILE"
+    log "worker: PERRY_WORKER_AUTH=none: the worker requires NO token (unsafe: any peer on the bridge can read and delete sessions)"
+    return 0
+  fi
+  if ! [[ "$token" =~ ^[A-Za-z0-9._~-]{16,256}$ ]]; then
+    [ -n "$token" ] && log "worker: PERRY_WORKER_TOKEN is malformed; using a random token (only exec reaches the worker)"
+    [ -z "$token" ] && log "worker: no PERRY_WORKER_TOKEN (workspace created without one); using a random token (only exec reaches the worker)"
+    token="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
+  fi
+  # root-owned directory and file: the workspace user may read its own token but not replace it or plant a link
+  install -d -o root -g root -m 0755 /etc/perry
+  tmp="$(mktemp /etc/perry/.worker.auth.XXXXXX)"
+  printf 'Authorization: Bearer %s\n' "$token" >"$tmp"
+  chown "root:$WS_USER" "$tmp" && chmod 0640 "$tmp" && mv -f "$tmp" "$WORKER_AUTH_FILE"
+  log "worker: token -> $WORKER_AUTH_FILE (root:$WS_USER 0640)"
+}
+
 find_worker() {  # prints the pid of a running worker: ours (pidfile) or one started from outside
   local pid
   pid="$(cat "$WORKER_PIDFILE" 2>/dev/null)"
@@ -246,6 +273,7 @@ log "starting (runtime image: $(cat /etc/perry-runtime 2>/dev/null || echo unkno
 # The home itself (a mount point under root's /home, not a link the user can plant): only its owner, never -R.
 [ -d "$WS_HOME" ] && [ ! -L "$WS_HOME" ] && [ "$(stat -c %U "$WS_HOME")" != "$WS_USER" ] && chown -h "$WS_USER:$WS_USER" "$WS_HOME"
 write_env_files
+write_worker_auth
 
 if [ "$#" -gt 0 ]; then
   log "command given; exec $*"

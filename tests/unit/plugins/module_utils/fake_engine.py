@@ -40,7 +40,7 @@ class FakeEngine(EngineVerbs):
         self.commands.append({"cmd": "fake ps"})
         return list(self.containers.values())
 
-    def run(self, args, timeout=None, check=True, stdin=None, record=True):
+    def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None):
         if record:
             self.commands.append({"cmd": self.describe(args)})
         verb = args[0]

@@ -32,7 +32,9 @@ def test_parse_curl_output(stdout, status, body):
 
 def test_curl_argv_is_bounded_and_never_proxied():
     argv = tr.curl_argv("/health", "GET", 2)
-    assert argv[:4] == ["curl", "-s", "--noproxy", "*"]
+    assert argv[:5] == ["/bin/sh", "-c", tr.CURL_WRAPPER, "sh", "/etc/perry/worker.auth"]
+    assert argv[5:9] == ["-s", "--noproxy", "*", "--connect-timeout"]
+    assert argv[argv.index("--max-filesize") + 1] == str(tr.MAX_BODY)
     assert argv[argv.index("--max-time") + 1] == "2"
     assert argv[argv.index("--connect-timeout") + 1] == "1"
     assert argv[argv.index("-w") + 1] == "\n%{http_code}"
@@ -67,8 +69,9 @@ class ScriptedEngine:
         self.calls = []
         self.commands = []
 
-    def run(self, args, timeout=None, check=True, stdin=None, record=True):
+    def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None):
         self.calls.append((list(args), timeout))
+        self.max_output = max_output
         res = self.results.pop(0)
         if isinstance(res, Exception):
             raise res
@@ -84,8 +87,9 @@ def test_exec_transport_parses_status_and_bounds_the_exec():
     resp = tr.Transport(eng).request(target(), "/health", timeout=2)
     assert resp.ok and resp.status == 200 and resp.json() == {"status": "ok"} and resp.transport == "exec"
     args, timeout = eng.calls[0]
-    assert args[:4] == ["exec", "-u", "workspace", "workspace-alice"] and args[4] == "curl"
+    assert args[:4] == ["exec", "-u", "workspace", "workspace-alice"] and args[4:6] == ["/bin/sh", "-c"]
     assert timeout == 2 + tr.EXEC_GRACE
+    assert eng.max_output == tr.MAX_BODY + tr.STATUS_LINE
 
 
 def test_exec_transport_hard_timeout_is_honoured_but_never_below_the_request_timeout():
@@ -105,6 +109,38 @@ def test_exec_transport_reports_curl_timeout():
     eng = ScriptedEngine(Result(28, "\n000", "", 2.0))
     resp = tr.Transport(eng).request(target(), "/health", timeout=2)
     assert not resp.ok and "did not answer" in resp.error
+
+
+def test_exec_transport_honours_curl_exit_code_after_200_headers():
+    # issue 19 defect 5: a worker that sends "200" headers and stalls makes curl print 200 and exit 28
+    eng = ScriptedEngine(Result(28, '{"status":"o\n200', "", 2.0))
+    resp = tr.Transport(eng).request(target(), "/health", timeout=2)
+    assert resp.status == 0 and not resp.ok and "curl exit 28" in resp.error and "after HTTP 200" in resp.error
+
+
+def test_exec_transport_reports_a_cut_answer():
+    eng = ScriptedEngine(Result(-9, "x" * 100, "", 0.1, truncated=True), Result(63, "\n200", "", 0.1))
+    for _unused in range(2):
+        resp = tr.Transport(eng).request(target(), "/sessions", timeout=2, max_bytes=50)
+        assert resp.status == 0 and resp.truncated and resp.body == ""
+
+
+def test_exec_transport_explains_401():
+    eng = ScriptedEngine(Result(0, '{"error":"unauthorized"}\n401', "", 0.1))
+    resp = tr.Transport(eng).request(target(), "/health", timeout=2)
+    assert resp.status == 401 and "restart the container" in resp.error
+
+
+def test_engine_run_caps_output_and_kills_the_command(tmp_path):
+    cli = tmp_path / "docker"
+    cli.write_text('#!/bin/sh\nhead -c "$1" /dev/zero | tr "\\0" x\necho done >&2\n[ "$1" -lt 2000 ] || sleep 30\n')
+    cli.chmod(cli.stat().st_mode | stat.S_IEXEC)
+    t0 = time.monotonic()
+    res = Engine(cli=str(cli)).run(["50000000"], timeout=10, check=False, max_output=1000)
+    assert time.monotonic() - t0 < 5
+    assert res.truncated and res.stdout == "x" * 1000
+    small = Engine(cli=str(cli)).run(["999"], timeout=10, check=False, max_output=1000)
+    assert not small.truncated and small.rc == 0 and small.stdout == "x" * 999 and small.stderr == "done\n"
 
 
 def test_exec_against_a_real_stalled_cli_is_killed(tmp_path):
@@ -418,3 +454,29 @@ def test_container_ips_dedupes_top_level_address():
     c = container()
     c["NetworkSettings"]["IPAddress"] = "172.17.0.5"
     assert rt.container_ips(c) == ["172.17.0.5"]
+
+
+def test_http_request_sends_the_workspace_token_and_caps_the_body(private_worker_key):
+    from ansible_collections.perry.fleet.plugins.module_utils import worker_auth
+    seen = {}
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def serve():
+        for body in (b"x" * 5000, b'{"error":"unauthorized"}'):
+            conn, _unused = srv.accept()
+            seen.setdefault("req", conn.recv(65536).decode())
+            status = b"200 OK" if len(body) > 100 else b"401 Unauthorized"
+            conn.sendall(b"HTTP/1.1 " + status + b"\r\nConnection: close\r\n\r\n" + body)
+            conn.close()
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    t = tr.Target("alice", "workspace-alice", "published", host="127.0.0.1", port=srv.getsockname()[1])
+    big = tr.Transport(engine=None).request(t, "/sessions", timeout=2, max_bytes=1000)
+    assert big.status == 0 and big.truncated and "larger than 1000 bytes" in big.error
+    assert "Authorization: Bearer %s" % worker_auth.token("alice", worker_auth.host_key()) in seen["req"]
+    denied = tr.Transport(engine=None).request(t, "/health", timeout=2)
+    assert denied.status == 401 and "recreate it" in denied.error and str(private_worker_key) in denied.error
+    thread.join(2)
+    srv.close()

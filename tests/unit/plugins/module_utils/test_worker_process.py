@@ -46,4 +46,5 @@ def test_log_tail_is_cut_by_bytes_then_lines():
     eng = Recorder("x" * 100 + "\n" + "\n".join("line %d" % i for i in range(50)) + "\n")
     tail = worker_process.log_tail(eng, "workspace-a", 1.0, lines=3)
     assert tail == "line 47\nline 48\nline 49"
-    assert eng.calls[0][0][4:7] == ["tail", "-c", str(worker_process.LOG_TAIL_BYTES)]
+    assert eng.calls[0][0][4:9] == ["/bin/sh", "-c", worker_process.LOG_TAIL_SCRIPT, "sh", "/tmp/perry-worker.log"]
+    assert eng.calls[0][0][9] == str(worker_process.LOG_TAIL_BYTES)

@@ -21,7 +21,7 @@ class RecordingEngine(EngineVerbs):
     def __init__(self, arch="x86_64", manifest="", intact=True):
         self.arch, self.manifest, self.intact, self.calls = arch, manifest, intact, []
 
-    def run(self, args, timeout=None, check=True, stdin=None, record=True):
+    def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None):
         self.calls.append(args)
         if args[0] == "exec" and "uname -m" in args[-1]:
             return Result(0, "%s\n%s\n%s\n" % (self.arch, self.manifest, "intact" if self.intact else "broken"), "", 0.0)

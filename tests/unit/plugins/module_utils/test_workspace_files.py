@@ -71,7 +71,7 @@ class ProbeEngine(EngineVerbs):
     def __init__(self, manifest, states=None):
         self.manifest, self.states, self.calls, self.stdins = manifest, states, [], []
 
-    def run(self, args, timeout=None, check=True, stdin=None, record=True):
+    def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None):
         self.calls.append(args)
         self.stdins.append(stdin)
         if PROBE_SCRIPT in args:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import time
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
@@ -48,7 +48,8 @@ def test_parse_since(value, ms):
     assert wc.parse_since(value) == ms
 
 
-@pytest.mark.parametrize("value", ["yesterday", "2026-13-01", True])
+@pytest.mark.parametrize("value", ["yesterday", "2026-13-01", True, float("inf"), float("-inf"), float("nan"), ".inf",
+                                   10 ** 400, -10 ** 30, -1e308, "9" * 400, "-" + "9" * 30])
 def test_parse_since_rejects(value):
     with pytest.raises(SpecError):
         wc.parse_since(value)
@@ -91,7 +92,8 @@ class FleetEngine:
     kind = "podman"
     url = None
 
-    def __init__(self, workers, down=(), stopped=()):
+    def __init__(self, workers, down=(), stopped=(), paging=False):
+        self.paging = paging  # a worker that pages (limit/offset/agentType/since, total) or an old one
         self.workers = {"workspace-" + k: {s["id"]: dict(s) for s in v} for k, v in workers.items()}
         self.down = {"workspace-" + d for d in down}
         self.stopped = {"workspace-" + d for d in stopped}
@@ -108,21 +110,30 @@ class FleetEngine:
                           "Config": {"Labels": {}}, "NetworkSettings": {"Networks": {}, "Ports": {}}}
         return out
 
-    def run(self, args, timeout=None, check=True, stdin=None, record=True):
+    def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None):
         self.calls.append(list(args))
         container = args[3]
         if container in self.down:
             return Result(7, "\n000", "", 0.01)
         method = args[args.index("-X") + 1] if "-X" in args else "GET"
-        status, body = self.route(self.workers[container], method, args[-1][len("http://localhost:7392"):])
+        status, body = self.route(self.workers[container], method, args[-1][len("http://localhost:7392"):], self.paging)
         return Result(0, json.dumps(body) + "\n%d" % status, "", 0.01)
 
     @staticmethod
-    def route(sessions, method, path):
+    def route(sessions, method, path, paging=False):
         path, _unused1, query = path.partition("?")
         parts = [unquote(p) for p in path.strip("/").split("/")]
         if parts == ["sessions"]:
-            return 200, {"sessions": sorted(sessions.values(), key=lambda s: -s["lastActivity"])}
+            listed = sorted(sessions.values(), key=lambda s: (-s["lastActivity"], s["id"]))
+            if not paging:
+                return 200, {"sessions": listed}
+            q = parse_qs(query)
+            kinds = set(q.get("agentType", []))
+            since = int(q["since"][0]) if "since" in q else None
+            listed = [s for s in listed if (not kinds or s["agentType"] in kinds)
+                      and (since is None or s["lastActivity"] >= since)]
+            off, lim = int(q["offset"][0]), int(q["limit"][0])
+            return 200, {"sessions": listed[off:off + lim], "total": len(listed), "offset": off, "limit": lim}
         if len(parts) == 2 and method == "GET":
             s = sessions.get(parts[1])
             return (200, {"session": s}) if s else (404, {"error": "Session not found"})
@@ -231,7 +242,7 @@ def test_bad_since_and_query_are_refused_before_any_engine_call(fleet, monkeypat
 
 def test_worker_errors_are_reported_per_workspace(monkeypatch, capsys):
     class Broken(FleetEngine):
-        def run(self, args, timeout=None, check=True, stdin=None, record=True):
+        def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None):
             return Result(0, "<html>oops</html>\n500", "", 0.01)
     rc, out = call({"name": "a"}, Broken({"a": []}), monkeypatch, capsys)
     assert rc == 0 and "HTTP 500" in out["workspaces"][0]["error"]
@@ -239,7 +250,7 @@ def test_worker_errors_are_reported_per_workspace(monkeypatch, capsys):
 
 def test_a_slow_worker_is_bounded(monkeypatch, capsys):
     class Slow(FleetEngine):
-        def run(self, args, timeout=None, check=True, stdin=None, record=True):
+        def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None):
             max_time = float(args[args.index("--max-time") + 1])
             time.sleep(max_time)
             return Result(28, "\n000", "", max_time)
@@ -247,3 +258,51 @@ def test_a_slow_worker_is_bounded(monkeypatch, capsys):
     rc, out = call({"names": ["a", "b"], "request_timeout": 0.5}, Slow({"a": [], "b": []}), monkeypatch, capsys)
     assert time.monotonic() - t0 < 1.5
     assert all("timed out" in w["error"] for w in out["workspaces"])
+
+
+# ------------------------------------------------------------------------------------ paging (issue 19, defect 4)
+def many(n, ws, base=1767225600000):
+    return [dict(CLAUDE if i % 3 else CODEX, id="%s-%03d" % (ws, i), lastActivity=base + (i // 2) * 1000)
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("paging", [True, False])
+@pytest.mark.parametrize("names", [["a"], ["a", "b"]])
+def test_pages_cover_every_session_once_newest_first(paging, names, monkeypatch, capsys):
+    engine = FleetEngine({"a": many(23, "a"), "b": many(11, "b")}, paging=paging)
+    everything = call({"names": names, "limit": 1000}, engine, monkeypatch, capsys)[1]
+    assert everything["total"] == len(everything["sessions"]) == (23 if names == ["a"] else 34)
+    assert not everything["truncated"]
+    seen, offset = [], 0
+    while True:
+        rc, out = call({"names": names, "limit": 5, "offset": offset}, engine, monkeypatch, capsys)
+        assert rc == 0 and len(out["sessions"]) <= 5 and out["total"] == everything["total"]
+        assert sum(w["count"] for w in out["workspaces"]) == len(out["sessions"])
+        seen += [(s["workspace"], s["id"]) for s in out["sessions"]]
+        offset += len(out["sessions"])
+        if not out["truncated"]:
+            break
+    assert seen == [(s["workspace"], s["id"]) for s in everything["sessions"]]
+
+
+def test_default_page_is_100_and_filters_reach_the_worker(monkeypatch, capsys):
+    engine = FleetEngine({"a": many(250, "a")}, paging=True)
+    rc, out = call({"name": "a"}, engine, monkeypatch, capsys)
+    assert rc == 0 and len(out["sessions"]) == 100 and out["total"] == 250 and out["truncated"] and out["limit"] == 100
+    asked = engine.calls[-1][-1]
+    assert "limit=100" in asked and "offset=0" in asked
+    rc, out = call({"name": "a", "agent_type": ["claude-code"], "since": 1767225600000 + 50000}, engine, monkeypatch,
+                   capsys)
+    asked = engine.calls[-1][-1]
+    assert "agentType=claude" in asked and "since=1767225650000" in asked
+    assert out["total"] == len([s for s in many(250, "a") if s["agentType"] == "claude"
+                                and s["lastActivity"] >= 1767225650000])
+
+
+def test_a_cut_answer_fails_the_workspace_with_advice(monkeypatch, capsys):
+    class Huge(FleetEngine):
+        def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None):
+            return Result(-9, "x" * 10, "", 0.1, truncated=True)
+    rc, out = call({"name": "a"}, Huge({"a": []}), monkeypatch, capsys)
+    assert rc == 0 and out["sessions"] == [] and "larger than" in out["workspaces"][0]["error"]
+    assert "smaller limit" in out["workspaces"][0]["error"]

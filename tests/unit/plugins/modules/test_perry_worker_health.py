@@ -8,7 +8,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.perry.fleet.plugins.module_utils import worker_health as wc
-from ansible_collections.perry.fleet.plugins.module_utils import worker_process
+from ansible_collections.perry.fleet.plugins.module_utils import transport, worker_process
 from ansible_collections.perry.fleet.plugins.module_utils.errors import SpecError
 from ansible_collections.perry.fleet.plugins.module_utils.module_args import workspace_names
 from ansible_collections.perry.fleet.plugins.module_utils.parallel import run_parallel
@@ -38,7 +38,7 @@ class ScriptedTransport:
         self.script = list(script)
         self.requests = []
 
-    def request(self, target, path, method="GET", timeout=2.0, hard_timeout=None):
+    def request(self, target, path, method="GET", timeout=2.0, hard_timeout=None, max_bytes=None):
         self.requests.append((path, timeout, hard_timeout))
         status, body, error, secs = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         secs = min(secs, timeout)
@@ -54,7 +54,7 @@ class ExecRecorder:
         self.calls = []
         self.commands = []
 
-    def run(self, args, timeout=None, check=True, stdin=None, record=True):
+    def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None):
         self.calls.append(list(args))
         for key, res in self.answers.items():
             if key in args:
@@ -122,9 +122,22 @@ def test_missing_and_stopped_containers_fail_fast_without_requests():
     assert "is paused: unpause it" in out["error"] and transport.requests == []
 
 
-def test_non_json_health_body_is_healthy_without_version():
-    out, _unused1, _unused2, _unused3 = run_check([(200, "ok", None, 0.0)])
-    assert out["healthy"] and out["version"] is None
+@pytest.mark.parametrize("body", ["ok", "", "[]", '{"status":"ok"}', '{"status":"up","version":"1","sessionCount":0}',
+                                  '{"status":"ok","version":"","sessionCount":0}',
+                                  '{"status":"ok","version":"1","sessionCount":true}', '{"status":"ok","version":"1'])
+def test_anything_answering_200_is_not_healthy_unless_it_is_the_workers_json(body):
+    # issue 19 defect 5: "200 on 7392" is not enough; the body must be the worker's /health JSON
+    opts = wc.HealthOptions(timeout=1, interval=0.2, request_timeout=0.5)
+    out, _unused1, _unused2, _unused3 = run_check([(200, body, None, 0.0)], opts)
+    assert not out["healthy"] and "not the worker's answer" in out["error"]
+
+
+def test_auth_is_reported_and_a_worker_without_token_is_warned_about():
+    out = run_check([(200, HEALTHY[:-1] + ',"auth":"token"}', None, 0.0)])[0]
+    assert out["healthy"] and out["auth"] == "token" and wc.auth_warning("a", out["auth"]) is None
+    out = run_check([(200, HEALTHY, None, 0.0)])[0]
+    assert out["healthy"] and out["auth"] is None and "recreate it" in wc.auth_warning("a", None)
+    assert "PERRY_WORKER_AUTH=none" in wc.auth_warning("a", "none")
 
 
 # ------------------------------------------------------------------------------------ versions
@@ -155,7 +168,7 @@ def test_mismatch_is_fixed_by_a_supervisor_restart():
 
 def test_mismatch_restart_starts_the_worker_when_no_supervisor_does():
     opts = wc.HealthOptions(timeout=15, expected_version="0.2.0", restart_on_mismatch=True)
-    new = '{"status":"ok","version":"0.2.0"}'
+    new = '{"status":"ok","version":"0.2.0","sessionCount":0}'
     engine = ExecRecorder({"pgrep": Result(1, "", "", 0.0)})
     script = [(200, HEALTHY, None, 0.01)] + [(0, None, "refused", 0.01)] * 8 + [(200, new, None, 0.01)]
     out, _unused1, _unused2, check = run_check(script, opts, engine)
@@ -169,7 +182,7 @@ def test_mismatch_restart_starts_the_worker_when_no_supervisor_does():
 def test_restart_does_not_start_a_second_worker_when_one_is_coming_up():
     opts = wc.HealthOptions(timeout=15, expected_version="0.2.0", restart_on_mismatch=True)
     engine = ExecRecorder({"pgrep": Result(0, "123\n", "", 0.0)})
-    script = [(200, HEALTHY, None, 0.01)] + [(0, None, "refused", 0.01)] * 8 + [(200, '{"version":"0.2.0"}', None, 0)]
+    script = [(200, HEALTHY, None, 0.01)] + [(0, None, "refused", 0.01)] * 8 + [(200, '{"status":"ok","version":"0.2.0","sessionCount":0}', None, 0)]
     out, _unused1, _unused2, _unused3 = run_check(script, opts, engine)
     assert out["healthy"] and not any(c[4:6] == ["sh", "-c"] for c in engine.calls)
 
@@ -185,7 +198,7 @@ def test_same_wrong_version_after_restart_fails_at_once():
 def test_old_worker_still_answering_right_after_pkill_is_not_final():
     opts = wc.HealthOptions(timeout=15, expected_version="0.2.0", restart_on_mismatch=True)
     script = [(200, HEALTHY, None, 0.01), (200, HEALTHY, None, 0.01), (0, None, "refused", 0.01),
-              (200, '{"version":"0.2.0"}', None, 0.01)]
+              (200, '{"status":"ok","version":"0.2.0","sessionCount":0}', None, 0.01)]
     out, _unused1, _unused2, _unused3 = run_check(script, opts)
     assert out["healthy"] and out["version_ok"] and out["error"] is None
 
@@ -207,10 +220,10 @@ class ManyEngine:
         self.commands = []
         self.calls = []
 
-    def run(self, args, timeout=None, check=True, stdin=None, record=True):
+    def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None):
         self.calls.append(list(args))
         container = args[3] if args[1] == "-u" else args[1]
-        if args[-2:] == ["-n", "20"] or "tail" in args:
+        if args[-2:] == ["-n", "20"] or worker_process.LOG_TAIL_SCRIPT in args:
             return Result(0, "line 1\nboom: EADDRINUSE\n", "", 0.01)
         if container in self.frozen:
             max_time = float(args[args.index("--max-time") + 1])
@@ -239,13 +252,13 @@ def test_check_many_skips_the_log_when_the_engine_stalled():
         commands = []
         calls = []
 
-        def run(self, args, timeout=None, check=True, stdin=None, record=True):
+        def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None):
             self.calls.append(args)
             raise EngineTimeout("engine command timed out", cmd="docker exec")
     engine = Stalled()
     out = wc.check_many(engine, [Target("a", "workspace-a", "exec")], wc.HealthOptions(timeout=0.3, interval=0.1), time.monotonic())
     assert "engine stalled" in out[0]["error"] and out[0]["log_tail"] is None
-    assert not any("tail" in c for c in engine.calls)
+    assert not any(worker_process.LOG_TAIL_SCRIPT in c for c in engine.calls)
 
 
 def test_run_parallel_abandons_a_stuck_item():
@@ -375,7 +388,27 @@ def test_log_is_read_during_the_last_attempt_not_after_it():
     engine = ManyEngine(frozen={"workspace-b"})
     opts = wc.HealthOptions(timeout=1.0, interval=0.1, request_timeout=0.6)
     out = wc.check_many(engine, [Target("b", "workspace-b", "exec")], opts, time.monotonic())
-    tails = [c for c in engine.calls if "tail" in c]
+    tails = [c for c in engine.calls if worker_process.LOG_TAIL_SCRIPT in c]
     assert len(tails) == 1 and out[0]["log_tail"].endswith("EADDRINUSE")
     # the tail ran before the final curl finished: it is not the last engine call
-    assert engine.calls[-1][4] == "curl"
+    assert engine.calls[-1][6] == transport.CURL_WRAPPER
+
+
+def test_a_last_exec_cut_by_the_deadline_does_not_mask_the_real_error():
+    # issue 19: the squeezed last attempt used to replace "not the worker's answer" by "engine stalled" and
+    # suppress the log tail
+    class Squeezed(ScriptedTransport):
+        def request(self, target, path, method="GET", timeout=2.0, hard_timeout=None, max_bytes=None):
+            if self.requests:
+                self.requests.append((path, timeout, hard_timeout))
+                self.clock.sleep(hard_timeout)
+                return Response(0, "", "exec", hard_timeout, "the engine did not finish the exec", engine_stalled=True)
+            return super().request(target, path, method, timeout, hard_timeout, max_bytes)
+    clock = Clock()
+    opts = wc.HealthOptions(timeout=3, interval=0.2, request_timeout=2)
+    transport = Squeezed(clock, [(200, "hello", None, 1.5)])
+    check = wc.HealthCheck(ExecRecorder(), transport, tgt(), opts, clock() + opts.timeout, clock=clock,
+                           sleep=clock.sleep)
+    out = check.run()
+    assert len(transport.requests) >= 2 and not out["healthy"]
+    assert "not the worker's answer" in out["error"] and not check.engine_stalled
