@@ -797,7 +797,17 @@ class SessionIndex {
     return this.byId.size;
   }
   list() {
-    return Array.from(this.byId.values(), (e) => e.pub).sort((a, b) => b.lastActivity - a.lastActivity);
+    return Array.from(this.byId.values(), (e) => e.pub).sort((a, b) => b.lastActivity - a.lastActivity || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+  page({ limit = Infinity, offset = 0, agentTypes = [], since = null } = {}) {
+    const wanted = new Set(agentTypes);
+    const all = this.list().filter((s) => (!wanted.size || wanted.has(s.agentType)) && (since === null || s.lastActivity >= since));
+    return {
+      sessions: all.slice(offset, limit === Infinity ? undefined : offset + limit),
+      total: all.length,
+      offset,
+      limit: limit === Infinity ? null : limit
+    };
   }
   listBody() {
     if (!this.listCache || this.listCache.generation !== this.generation) {
@@ -897,6 +907,45 @@ class SessionIndex {
   }
 }
 
+// src/auth.js
+import * as fs4 from "fs";
+import { createHash, timingSafeEqual } from "crypto";
+var DEFAULT_AUTH_FILE = "/etc/perry/worker.auth";
+var MAX_AUTH_FILE = 4096;
+function loadAuth(file = process.env.PERRY_WORKER_AUTH_FILE || DEFAULT_AUTH_FILE) {
+  let text;
+  try {
+    const st = fs4.statSync(file);
+    if (!st.isFile())
+      return { mode: "token", digest: null, error: `${file} is not a regular file` };
+    if (st.size > MAX_AUTH_FILE)
+      return { mode: "token", digest: null, error: `${file} is too large` };
+    text = fs4.readFileSync(file, "utf8");
+  } catch (err) {
+    if (err?.code === "ENOENT")
+      return { mode: "none" };
+    return { mode: "token", digest: null, error: `cannot read ${file}: ${err?.code ?? err}` };
+  }
+  const m = text.match(/^\s*authorization\s*:\s*bearer\s+(\S+)\s*$/im);
+  if (!m)
+    return { mode: "token", digest: null, error: `${file} holds no "Authorization: Bearer <token>" line` };
+  return { mode: "token", digest: digest(m[1]) };
+}
+function digest(text) {
+  return createHash("sha256").update(text, "utf8").digest();
+}
+function authorized(auth, req) {
+  if (auth.mode === "none")
+    return true;
+  if (!auth.digest)
+    return false;
+  const h = req.headers.get("authorization") || "";
+  const m = h.match(/^\s*bearer\s+(\S+)\s*$/i);
+  if (!m)
+    return false;
+  return timingSafeEqual(digest(m[1]), auth.digest);
+}
+
 // src/server.js
 var JSON_HEADERS = { "content-type": "application/json" };
 function json(obj, status = 200) {
@@ -908,11 +957,30 @@ function intParam(v, dflt) {
   const n = Number.parseInt(v, 10);
   return Number.isFinite(n) && n >= 0 ? n : dflt;
 }
-function createHandler(index) {
+var UNAUTHORIZED_HEADERS = { ...JSON_HEADERS, "www-authenticate": 'Bearer realm="perry-worker"' };
+function listQuery(params) {
+  const keys = ["limit", "offset", "agentType", "since"];
+  if (!keys.some((k) => params.has(k)))
+    return null;
+  const since = Number(params.get("since"));
+  return {
+    limit: intParam(params.get("limit"), Infinity),
+    offset: intParam(params.get("offset"), 0),
+    agentTypes: params.getAll("agentType").flatMap((v) => v.split(",")).filter(Boolean),
+    since: params.has("since") && Number.isFinite(since) ? since : null
+  };
+}
+function createHandler(index, { auth = { mode: "none" } } = {}) {
   return function handle(req) {
     const url = new URL(req.url);
     const p = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, "") : url.pathname;
     const m = req.method;
+    if (!authorized(auth, req)) {
+      return new Response(JSON.stringify({ error: "unauthorized: this worker requires its workspace's token" }), {
+        status: 401,
+        headers: UNAUTHORIZED_HEADERS
+      });
+    }
     try {
       if (p === "/health" && m === "GET") {
         return json({
@@ -920,11 +988,15 @@ function createHandler(index) {
           version: VERSION,
           sessionCount: index.size,
           skipped: index.skipped,
-          mode: index.fullRescan ? "full-rescan" : "incremental"
+          mode: index.fullRescan ? "full-rescan" : "incremental",
+          auth: auth.mode
         });
       }
       if (p === "/sessions" && m === "GET") {
         index.scan();
+        const q = listQuery(url.searchParams);
+        if (q)
+          return json(index.page(q));
         return new Response(index.listBody(), { headers: JSON_HEADERS });
       }
       if (p === "/refresh" && m === "POST") {
@@ -961,8 +1033,8 @@ function createHandler(index) {
     }
   };
 }
-function startServer(index, { port = 7392, host = "0.0.0.0" } = {}) {
-  return Bun.serve({ port, hostname: host, fetch: createHandler(index) });
+function startServer(index, { port = 7392, host = "0.0.0.0", auth = loadAuth() } = {}) {
+  return Bun.serve({ port, hostname: host, fetch: createHandler(index, { auth }) });
 }
 
 // src/cli.js
@@ -974,7 +1046,9 @@ Usage:
 Environment:
   PERRY_WORKER_HOME          home directory to scan (default: $HOME)
   PERRY_WORKER_FULL_RESCAN=1 re-parse every session file on each GET /sessions (Perry behaviour)
-  PERRY_WORKER_WATCH=0       disable file watchers`;
+  PERRY_WORKER_WATCH=0       disable file watchers
+  PERRY_WORKER_AUTH_FILE     the token file ("Authorization: Bearer <token>"; default ${DEFAULT_AUTH_FILE});
+                             every route requires the token when it exists, none when it does not`;
 function truthy(v) {
   return v !== undefined && v !== "" && v !== "0" && v.toLowerCase() !== "false";
 }
@@ -1017,14 +1091,17 @@ ${USAGE}`);
   const home = process.env.PERRY_WORKER_HOME || os.homedir();
   const index = new SessionIndex({ home, fullRescan: opts.fullRescan, watch: opts.watch, log: (m) => console.error(m) });
   index.scan();
+  const auth = loadAuth();
+  if (auth.error)
+    console.error(`perry worker: ${auth.error}; every request is refused (401) until it is fixed`);
   let server;
   try {
-    server = startServer(index, opts);
+    server = startServer(index, { ...opts, auth });
   } catch (err) {
     console.error(`error: cannot listen on ${opts.host}:${opts.port}: ${err?.message ?? err}`);
     process.exit(1);
   }
-  console.log(`perry worker ${VERSION} listening on ${server.hostname}:${server.port} (home=${home}, mode=${opts.fullRescan ? "full-rescan" : "incremental"}, sessions=${index.size})`);
+  console.log(`perry worker ${VERSION} listening on ${server.hostname}:${server.port} (home=${home}, mode=${opts.fullRescan ? "full-rescan" : "incremental"}, sessions=${index.size}, auth=${auth.mode})`);
   let stopping = false;
   const shutdown = (sig) => {
     if (stopping)
