@@ -10,7 +10,7 @@ hash=$(find src build.sh -type f | LC_ALL=C sort | xargs sha256sum | sha256sum |
 out=$(./build.sh dist)
 bun_bin=$(printf '%s\n' "$out" | sed -n 's/^bun: \(.*\) (.*$/\1/p')
 rm -rf "$dest" && mkdir -p "$dest/dist"
-cp dist/cli.js "$dest/dist/cli.js"
+cp dist/cli.js "$dest/dist/cli.js" && chmod 0644 "$dest/dist/cli.js"   # run by bun, never executed itself
 "$bun_bin" dist/cli.js --version >"$dest/VERSION"
 echo "$hash" >"$dest/SOURCE"
 echo "shipped worker $(cat "$dest/VERSION") (sources $hash) in roles/workspace/files/worker"

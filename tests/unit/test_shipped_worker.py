@@ -13,7 +13,7 @@ SHIPPED = os.path.join(ROOT, "roles", "workspace", "files", "worker")
 def source_hash() -> str:
     """worker/build-cached.sh's hash: sha256sum of every file under src/ and build.sh, sorted, then hashed again."""
     paths = ["build.sh"] + [os.path.relpath(os.path.join(d, f), WORKER)
-                            for d, _, files in os.walk(os.path.join(WORKER, "src")) for f in files]
+                            for d, _dirs, files in os.walk(os.path.join(WORKER, "src")) for f in files]
     lines = ""
     for rel in sorted(paths, key=lambda p: p.encode()):
         with open(os.path.join(WORKER, rel), "rb") as fh:
