@@ -32,6 +32,10 @@ SPEC_SCHEMA = 1
 SECRET_KEYS_ENV = "PERRY_SECRET_ENV_KEYS"  # tells the entrypoint which keys go to the 0600 file
 # Env keys the module owns; users setting them would silently change the workspace's wiring.
 RESERVED_ENV = frozenset({"DOCKER_HOST", SECRET_KEYS_ENV})
+# Both CLIs read env and label files with Go's bufio.Scanner: a line over 65535 bytes fails `create` (measured on
+# docker 20.10 and podman 4.3), so longer lines are refused before anything is created.
+MAX_KV_LINE = 65535
+PORT_DIGITS_MARGIN = 32   # the spec label is checked before ports are chosen; their digits fit in this
 
 
 # ------------------------------------------------------------------------------------------ the options
@@ -287,14 +291,29 @@ def validate_item(item: dict, profile: RuntimeProfile, ssh_port_range: tuple, wo
 
 
 def validate_items(items: list, runtime: str, ssh_port_range: tuple, worker_port_range: tuple) -> list:
-    """Every item checked before anything is created; a name listed twice is refused."""
+    """Every item checked before anything is created; a name listed twice, one explicit port asked for by two
+    workspaces, and two workspaces whose volumes share a name (``x``'s DinD volume is ``x-docker``'s home) are
+    refused."""
     profile = get_profile(runtime)
-    out, seen = [], set()
+    out, seen, ports, volumes = [], set(), {}, {}
     for item in items:
         item = validate_item(item, profile, ssh_port_range, worker_port_range)
-        if item["name"] in seen:
-            raise SpecError("workspace %r is listed twice" % item["name"])
-        seen.add(item["name"])
+        name = item["name"]
+        if name in seen:
+            raise SpecError("workspace %r is listed twice" % name)
+        seen.add(name)
+        for key in ("ssh_port", "worker_port"):
+            port = item.get(key)
+            if port is not None and ports.setdefault(port, (name, key)) != (name, key):
+                raise SpecError("port %d is asked for by both %s (%s) and %s (%s): give each workspace its own port "
+                                "or leave it unset" % ((port,) + ports[port] + (name, key)))
+        if item["state"] != "absent":
+            for role, vol in volume_names(name, profile).items():
+                other = volumes.setdefault(vol, (name, role))
+                if other != (name, role):
+                    raise SpecError("workspaces %s and %s would share volume %s (the %s volume of %s, the %s volume of "
+                                    "%s): Perry names a Docker-in-Docker volume <name>-docker, so rename one of them"
+                                    % (other[0], name, vol, other[1], other[0], role, name))
         out.append(item)
     return out
 
@@ -377,6 +396,19 @@ class WorkspaceSpec:
             return label == self.spec_hash()
         # Schema 0 (perry.fleet 0.1.0): a bare sha256 over the whole spec, unset values included.
         return ":" not in label and label == _digest(self._hashed())
+
+    def check_engine_files(self) -> None:
+        """Refuse (before anything is created) an env or label line longer than the engines' files carry."""
+        for key, value in self.container_env().items():
+            size = len(("%s=%s" % (key, value)).encode())
+            if size > MAX_KV_LINE:
+                raise SpecError("env %s of workspace %s is %d bytes as an env-file line; docker and podman read at most "
+                                "%d: put large values in a file (the files option) instead" % (key, self.name, size, MAX_KV_LINE))
+        size = len(("%s=%s" % (layout.LABEL_SPEC, self.labels()[layout.LABEL_SPEC])).encode()) + PORT_DIGITS_MARGIN
+        if size > MAX_KV_LINE:
+            raise SpecError("the env values of workspace %s make its %s label about %d bytes; docker and podman read at "
+                            "most %d per label line: move large values to secret_env or to a file (the files option)"
+                            % (self.name, layout.LABEL_SPEC, size, MAX_KV_LINE))
 
     def labels(self) -> dict:
         return {

@@ -85,7 +85,7 @@ def test_secrets_go_through_file_and_never_into_results():
 def test_check_mode_changes_nothing_and_says_what_it_would_do():
     eng = FakeEngine()
     manager, res = converge(eng, name="alice", check=True)
-    assert manager.changed and res[0]["actions"] == ["create", "start"]
+    assert manager.changed and res[0]["actions"] == ["create volume workspace-alice", "create", "start"]
     assert not eng.containers and not eng.volumes
     assert res[0]["ports"]["ssh"] is None  # nothing allocated
 
