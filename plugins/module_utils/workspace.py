@@ -248,7 +248,9 @@ class WorkspaceManager:
         syncer = FilesSync(self.engine, self.settings.engine_timeout)
 
         def one(plan):
-            if self._would_be_new(plan):
+            # The files live in the home volume, which a recreate keeps: only a workspace without any container
+            # yet is sure to get them (a recreated one is read through the old container's mounts).
+            if self.settings.check_mode and plan.initial_state == "missing":
                 return {"count": len(plan.item["files"]), "changed": True}
             return syncer.sync(plan.container, plan.item["files"], check_mode=self.settings.check_mode,
                                inspected=plan.existing)
