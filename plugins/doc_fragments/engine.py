@@ -33,7 +33,7 @@ options:
     description:
       - Seconds any single engine command may take before it is killed and the task fails with the command
         (secrets redacted) and the elapsed time.
-      - Two kinds of command get a floor instead, because their size is not the collection's to choose: an image
+      - Two kinds of command get a floor instead, because their size is not the collection's to choose. An image
         pull runs for at least 600 seconds and a copy into a container (worker dist, files) for at least 120; a
         larger O(engine_timeout) still wins.
     type: float

@@ -86,7 +86,8 @@ WORKSPACE_OPTIONS = (
         "Mutually exclusive with O(workspaces).",), required=True),
     Option("state", "str", (
         "V(present) the container exists with the wanted spec (a new one is created, not started; a recreated one "
-        "keeps its running state; a paused one stays paused).",
+        "keeps its running state; a paused one stays paused). If it runs, O(files) and the worker are synced as for "
+        "V(started).",
         "V(started) exists and runs (a paused container is unpaused), and accepts C(exec) (bounded by "
         "O(start_timeout)).",
         "V(stopped) exists and is stopped. V(restarted) is stopped and started again.",
@@ -96,7 +97,9 @@ WORKSPACE_OPTIONS = (
         "Workspace image, for example the one the P(perry.fleet.image#role) role builds (C(localhost/perry:latest)).",
         "Required unless O(state=absent). Its id is part of the spec, so a rebuilt image recreates the container.",)),
     Option("env", "dict", (
-        "Environment for the container (values are strings). C(DOCKER_HOST) is set through O(docker_host).",),
+        "Environment for the container (values are strings). C(DOCKER_HOST) is set through O(docker_host).",
+        "Each C(KEY=value) line may have at most 65535 bytes, and all values together at most about 65000 (they are "
+        "kept in the C(perry.fleet.spec) label); longer is refused before anything is created.",),
         default={}),
     Option("secret_env", "dict", (
         "Secret environment (API keys, tokens). Same path into the container as O(env) but never shown in results, "
@@ -112,18 +115,28 @@ WORKSPACE_OPTIONS = (
     Option("cpus", "float", ("CPU limit, for example V(1.5).",)),
     Option("pids_limit", "int", ("Maximum number of processes in the container.",)),
     Option("ssh_port", "int", (
-        "Host port for SSH (container port 22). Default is the one the workspace has, else the first free one.",)),
+        "Host port for SSH (container port 22). Default is the one the workspace has, else the first free one.",
+        "Two workspaces of one task asking for the same port are refused before anything is created.",)),
     Option("worker_port", "int", (
         "Host port (on 127.0.0.1 only) for the worker's port 7392, O(runtime=podman) only. Default is the one the "
         "workspace has, else the first free one.",)),
     Option("bind_address", "str", (
         "Host address the SSH port is published on. The worker port is always published on 127.0.0.1.",),
         default="127.0.0.1"),
-    Option("purge", "bool", ("With O(state=absent), also remove the home volume and the DinD volume.",),
-           default=False),
+    Option("purge", "bool", (
+        "With O(state=absent), also remove the home volume and the DinD volume: only volumes whose labels say they "
+        "are this workspace's (an unlabelled one only with O(adopt=true) or when this workspace's container mounts "
+        "it). A volume labelled for another workspace (C(workspace-x-docker) is the home of a workspace C(x-docker)) "
+        "is kept and named in RV(workspaces[].notes).",
+        "Refused, with the containers' names and before anything is removed, while any other container uses one of "
+        "the volumes (volumes are never force-removed).",), default=False),
     Option("adopt", "bool", (
         "Recreate a C(workspace-<name>) container that perry.fleet did not create (for example one made by Perry "
-        "itself), keeping its volumes. Without it such a container is an error and is left alone.",),
+        "itself), keeping its volumes. Without it such a container is an error and is left alone.",
+        "Also needed to mount an existing volume without perry.fleet's labels (made by Perry, by hand, or holding "
+        "someone's data) as the workspace's home or DinD volume; without it that is refused before anything is "
+        "created. Once this workspace's container mounts it, later runs and O(purge) treat it as the workspace's.",
+        "A volume whose labels name another workspace or role is never used, adopt or not.",),
         default=False),
     Option("files", "list", (
         "Files to place in every running workspace's home, such as Claude Code's C(~/.claude/.credentials.json), "
