@@ -4,8 +4,9 @@
 """Converging Perry workspaces: plan from one batched inspect, then apply only what differs.
 
 Order of work: validate every item (workspace_spec: bad input creates nothing) -> one ``inspect`` of all
-containers and images -> plan -> apply. Creates and recreates run under the host port lock so that ports
-handed out here cannot be handed out again by a concurrent run before the container exists. The engine
+containers and images -> plan -> every refusal (volumes, purges, ports) -> apply. Creates and recreates, and the
+start of those that should run, happen under the host port lock so that ports handed out here cannot be handed
+out again by a concurrent run (of this or another engine) before the container binds them. The engine
 operations themselves are lifecycle.py's; the in-container steps (worker, files) run in parallel afterwards.
 """
 
@@ -164,11 +165,15 @@ class WorkspaceManager:
         if creating:
             self.lifecycle.check_volumes(creating)
         if creating and not self.settings.check_mode:
+            # Held until the new containers that should run have started: only a started container binds its ports,
+            # and another engine's run (which cannot see our created-only containers) would take them meanwhile.
             with HostPortLock(self.settings.port_lock_path, timeout=self.settings.engine_timeout):
                 self._assign_ports(creating)
                 for plan in creating:
                     self.lifecycle.create(plan)
                     self.changed = True
+                for plan in creating:
+                    self._converge_state(plan)
         elif creating:
             self._assign_ports(creating, allocate=False)
             for plan in creating:
@@ -178,7 +183,8 @@ class WorkspaceManager:
                     plan.existing = {"Name": plan.container, "Config": {"Labels": {}}}
                 self.lifecycle.set_state(plan, running=False)
         for plan in plans:
-            self._converge_state(plan)
+            if self.settings.check_mode or not any(plan is c for c in creating):
+                self._converge_state(plan)
         if self.settings.worker is not None:
             self._sync_workers(plans)
         self._sync_files(plans)

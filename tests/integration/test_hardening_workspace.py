@@ -236,29 +236,39 @@ def test_one_explicit_port_for_two_workspaces_is_refused_before_anything_is_crea
 # ----------------------------------------------------------------------------------------------- defect 8
 @pytest.mark.parametrize("topology_name", ROOT_TOPOLOGIES)
 def test_check_mode_predicts_the_actions_of_a_mixed_fleet(topology_name, worker_artifacts, prefix_any):
-    """missing, stopped, running, paused and drifted workspaces with worker_source and files: check mode's actions
-    equal the real run's, one to one. Before: check mode failed on the stopped one (exec into a stopped container)."""
+    """missing, stopped, running, paused and drifted workspaces with worker_source and files, some with a stale
+    worker: check mode's actions equal the real run's, one to one. Before: check mode failed on a stopped (or
+    paused) workspace whose worker needs an update (its probe exec'd into a container that does not run), and
+    left out the volumes a create makes and the files a recreate keeps."""
     topo = TOPOLOGIES[topology_name]
     image = build_workspace_image(topo)
     prefix = prefix_any(topo)
     source = os.path.dirname(worker_artifacts["dist"])
     files = [{"dest": "~/.gitconfig", "content": "[user]\n\tname = fleet\n"}]
-    fleet = {s: prefix + s for s in ("missing", "stopped", "running", "paused", "drifted", "newfile")}
-    setup = [{"name": n} for k, n in fleet.items() if k != "missing"]
-    ok(run(topo, {"workspaces": setup, "image": image, "worker_source": source, "files": files}))
-    topo.cli("stop", "-t", "1", "workspace-" + fleet["stopped"])
-    topo.cli("pause", "workspace-" + fleet["paused"])
+    kinds = ("missing", "stopped", "running", "paused", "drifted", "newfile", "stale-stopped", "stale-paused")
+    fleet = {k: prefix + k for k in kinds}
+    ok(run(topo, {"workspaces": [{"name": n} for k, n in fleet.items() if k != "missing"], "image": image,
+                  "worker_source": source, "files": files}))
+    for kind in ("stale-stopped", "stale-paused"):  # an older worker: its manifest line differs
+        topo.cli("exec", "-u", "root", "workspace-" + fleet[kind], "sh", "-c",
+                 "echo 'dist 0000' > /usr/local/lib/perry/MANIFEST")
+    for kind in ("stopped", "stale-stopped"):
+        topo.cli("stop", "-t", "1", "workspace-" + fleet[kind])
+    for kind in ("paused", "stale-paused"):
+        topo.cli("pause", "workspace-" + fleet[kind])
     wanted = [{"name": n} for n in fleet.values()]
-    wanted[list(fleet).index("drifted")]["env"] = {"DRIFT": "1"}
-    wanted[list(fleet).index("newfile")]["files"] = files + [{"dest": "~/.extra", "content": "extra file of " + prefix}]
+    wanted[kinds.index("drifted")]["env"] = {"DRIFT": "1"}
+    # (no_log content is masked everywhere in results: a short content would mask parts of names)
+    wanted[kinds.index("newfile")]["files"] = files + [{"dest": "~/.extra", "content": "extra file of " + prefix}]
     args = {"workspaces": wanted, "image": image, "worker_source": source, "files": files}
     predicted = ok(run(topo, args, check=True))
     done = ok(run(topo, args))
     got = {w["name"]: w["actions"] for w in done["workspaces"]}
     assert {w["name"]: w["actions"] for w in predicted["workspaces"]} == got
     assert got[fleet["running"]] == [] and got[fleet["stopped"]] == ["start"] and got[fleet["paused"]] == ["unpause"]
+    assert got[fleet["stale-stopped"]] == ["start", "worker update"], got
+    assert got[fleet["stale-paused"]] == ["unpause", "worker update"], got
     assert "recreate" in got[fleet["drifted"]] and "worker install" in got[fleet["drifted"]]
-    # (no_log content is masked everywhere in results: a short content would mask parts of names)
     assert got[fleet["newfile"]] == ["place 2 file(s)"], got
     assert predicted["changed"] == done["changed"]
     again = ok(run(topo, args, check=True))
