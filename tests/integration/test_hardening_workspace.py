@@ -273,3 +273,31 @@ def test_check_mode_predicts_the_actions_of_a_mixed_fleet(topology_name, worker_
     assert predicted["changed"] == done["changed"]
     again = ok(run(topo, args, check=True))
     assert not again["changed"], again["workspaces"]
+
+
+# ------------------------------------------------------------------ risk: one unhealthy workspace, whole host
+def test_one_unhealthy_workspace_still_gets_the_host_report_then_fails_the_role(prefix_any):
+    """Before: perry_worker_health failed the role at once, so the host had no report for its healthy workspaces.
+    Now the report covers every workspace and the role fails at its end, naming the unhealthy one."""
+    from topology import run_playbook
+    topo = TOPOLOGIES["podman-rootful"]
+    image = build_workspace_image(topo)
+    prefix = prefix_any(topo)
+    good, bad = prefix + "good", prefix + "bad"
+    role_vars = {"perry_workspace_runtime": "podman", "perry_workspace_image": image,
+                 "perry_workspace_list": [{"name": good}, {"name": bad}], "perry_workspace_health_timeout": 20}
+    tasks = [{"name": "role", "ansible.builtin.include_role": {"name": "perry.fleet.workspace"}, "vars": role_vars}]
+    first = run_playbook(tasks, extra_vars=None, timeout=900)
+    assert first["rc"] == 0, first["stdout"][-3000:]
+    # Break the worker of one (its manifest still says it is current, so the sync leaves it).
+    topo.cli("exec", "-u", "root", "workspace-" + bad, "sh", "-c", "echo 'process.exit(3)' > /usr/local/lib/perry/current/cli.js")
+    topo.cli("exec", "-u", "root", "workspace-" + bad, "pkill", "-f", "(^|/)[p]erry( |/current/cli[.]js )worker serve")
+    out = run_playbook(tasks, timeout=900)
+    assert out["rc"] != 0
+    report = [t for t in out["tasks"] if "perry_workspace_report" in (t.get("ansible_facts") or {})]
+    assert report, "no report was produced"
+    rows = {r["name"]: r for r in report[0]["ansible_facts"]["perry_workspace_report"]}
+    assert rows[good]["healthy"] and not rows[bad]["healthy"], rows
+    assert rows[good]["session_count"] is not None
+    last = out["tasks"][-1]
+    assert last.get("failed") and bad in last["msg"] and good not in last["msg"].split(":", 1)[1], last.get("msg")
