@@ -65,6 +65,11 @@ class Lifecycle:
         plan.existing = {"Id": res.stdout.strip(), "Name": plan.container, "Config": {"Labels": plan.spec.labels()}}
         self.set_state(plan, running=False)
 
+    def restore(self, plan) -> None:
+        """Rename the old container of an interrupted recreate back to the workspace's name."""
+        self.engine.run(["rename", replaced_name(plan.container), plan.container], timeout=self.timeout)
+        plan.existing["Name"] = "/" + plan.container
+
     def remove(self, plan) -> None:
         self.remove_container(plan.container, plan.existing)
 
@@ -201,7 +206,7 @@ class Lifecycle:
         for vol in doomed:
             res = self.engine.run(["ps", "-a", "--filter", "volume=" + vol, "--format", "{{.Names}}"],
                                   timeout=self.timeout)
-            others = sorted(n for n in res.stdout.split() if n != plan.container)
+            others = sorted(n for n in res.stdout.split() if n not in (plan.container, replaced_name(plan.container)))
             if others:
                 users[vol] = others
         if users:

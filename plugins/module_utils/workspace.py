@@ -18,7 +18,7 @@ from ansible_collections.perry.fleet.plugins.module_utils import layout
 from ansible_collections.perry.fleet.plugins.module_utils import workspace_spec as ws
 from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, container_state, labels, short_id
 from ansible_collections.perry.fleet.plugins.module_utils.errors import PerryError, SpecError, WorkspaceError
-from ansible_collections.perry.fleet.plugins.module_utils.lifecycle import Lifecycle
+from ansible_collections.perry.fleet.plugins.module_utils.lifecycle import Lifecycle, replaced_name
 from ansible_collections.perry.fleet.plugins.module_utils.parallel import run_parallel
 from ansible_collections.perry.fleet.plugins.module_utils.ports import DEFAULT_LOCK_PATH, HostPortLock, PortAllocator
 from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import get_profile
@@ -63,6 +63,7 @@ class Plan:
     volumes_found: dict = field(default_factory=dict)   # volume -> labels, of this workspace's that exist
     purge: list = field(default_factory=list)           # volumes state=absent purge=true removes
     notes: list = field(default_factory=list)           # what was deliberately left alone, and why
+    leftover: dict | None = None   # our old container of a recreate that was interrupted (kill -9), renamed aside
 
     @property
     def name(self) -> str:
@@ -96,7 +97,8 @@ class WorkspaceManager:
     def plan(self, items: list) -> list:
         names = [layout.container_name(i["name"]) for i in items]
         images = sorted({i["image"] for i in items if i["state"] != "absent"})
-        objects = self.engine.inspect(names + images, timeout=self.settings.engine_timeout)
+        objects = self.engine.inspect(names + [replaced_name(n) for n in names] + images,
+                                      timeout=self.settings.engine_timeout)
         images_by_ref = {ref: objects.get(ref) for ref in images}
         missing = [ref for ref, obj in images_by_ref.items() if obj is None]
         if missing:
@@ -104,13 +106,18 @@ class WorkspaceManager:
         plans = []
         for item in items:
             existing = objects.get(layout.container_name(item["name"]))
+            leftover = objects.get(replaced_name(layout.container_name(item["name"])))
+            if leftover is not None and layout.LABEL_SPEC_HASH not in labels(leftover):
+                leftover = None  # not ours: never touched
+            if existing is None and leftover is not None:
+                existing = leftover  # the recreate died before its new container existed: this is the workspace
             if existing is not None and layout.LABEL_SPEC_HASH not in labels(existing) and not item.get("adopt"):
                 raise WorkspaceError(
                     "container %s exists but was not created by perry.fleet (no %s label): remove it, or set "
                     "adopt=true to recreate it under management (volumes are kept)"
                     % (layout.container_name(item["name"]), layout.LABEL_SPEC_HASH))
             plan = Plan(item=item, existing=existing, was_running=container_state(existing) in ("running", "paused"),
-                        initial_state=container_state(existing))
+                        initial_state=container_state(existing), leftover=leftover)
             if existing is not None:
                 plan.before = ws.spec_from_labels(labels(existing))
             if item["state"] != "absent":
@@ -164,6 +171,8 @@ class WorkspaceManager:
         creating = [p for p in plans if p.spec is not None and self._needs_create(p)]
         if creating:
             self.lifecycle.check_volumes(creating)
+        for plan in plans:
+            self._finish_interrupted_recreate(plan)
         if creating and not self.settings.check_mode:
             # Held until the new containers that should run have started: only a started container binds its ports,
             # and another engine's run (which cannot see our created-only containers) would take them meanwhile.
@@ -189,6 +198,17 @@ class WorkspaceManager:
             self._sync_workers(plans)
         self._sync_files(plans)
         return [self._result(p) for p in plans]
+
+    def _finish_interrupted_recreate(self, plan: Plan) -> None:
+        """A recreate killed between renaming the old container aside and removing it: put the old one back when
+        no new one exists (keeping its ports), else remove it."""
+        if plan.leftover is None:
+            return
+        aside = replaced_name(plan.container)
+        if plan.leftover is plan.existing:
+            self._do(plan, "restore container %s" % aside, lambda: self.lifecycle.restore(plan))
+        else:
+            self._do(plan, "remove container %s" % aside, lambda: self.lifecycle.remove_container(aside, plan.leftover))
 
     def _needs_create(self, plan: Plan) -> bool:
         if plan.existing is None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import collections
+import copy
 
 import pytest
 
@@ -43,7 +44,7 @@ def test_create_then_idempotent_with_one_inspect():
     eng.commands.clear()
     manager, res = converge(eng, name="alice")
     assert not manager.changed and res[0]["actions"] == []
-    assert [c["cmd"] for c in eng.commands] == ["fake inspect workspace-alice " + IMAGE]
+    assert [c["cmd"] for c in eng.commands] == ["fake inspect workspace-alice workspace-alice.perry-fleet-replaced " + IMAGE]
 
 
 def test_list_form_is_one_inspect_for_twenty():
@@ -345,3 +346,32 @@ def test_check_mode_predicts_the_run_for_every_state(state):
     predicted = converge(fleet(), name="alice", check=True).results
     done = converge(fleet(), name="alice").results
     assert predicted[0]["actions"] == done[0]["actions"] and predicted[0]["running"] == done[0]["running"]
+
+
+def test_a_recreate_killed_after_the_rename_is_finished_by_the_next_run():
+    eng = FakeEngine()
+    first = converge(eng, name="r").results
+    eng.run(["rename", "workspace-r", "workspace-r.perry-fleet-replaced"])  # killed right after the rename
+    res = converge(eng, name="r").results
+    assert res[0]["actions"] == ["restore container workspace-r.perry-fleet-replaced"]
+    assert list(eng.containers) == ["workspace-r"] and res[0]["ports"] == first[0]["ports"]
+
+
+def test_a_recreate_killed_before_the_old_container_was_removed_is_cleaned_up():
+    eng = FakeEngine()
+    converge(eng, name="r")
+    eng.run(["rename", "workspace-r", "workspace-r.perry-fleet-replaced"])
+    eng.containers["workspace-r"] = dict(copy.deepcopy(eng.containers["workspace-r.perry-fleet-replaced"]),
+                                         Name="/workspace-r", Id="new")  # the new one was created, then the run died
+    res = converge(eng, name="r").results
+    assert res[0]["actions"] == ["remove container workspace-r.perry-fleet-replaced"]
+    assert list(eng.containers) == ["workspace-r"] and eng.containers["workspace-r"]["Id"] == "new"
+
+
+def test_a_foreign_container_with_the_aside_name_is_never_touched():
+    eng = FakeEngine()
+    eng.containers["workspace-r.perry-fleet-replaced"] = {"Id": "f", "Name": "/workspace-r.perry-fleet-replaced",
+                                                         "State": {"Running": True}, "Config": {"Labels": {}},
+                                                         "HostConfig": {}}
+    res = converge(eng, name="r").results
+    assert "workspace-r.perry-fleet-replaced" in eng.containers and "create" in res[0]["actions"]
