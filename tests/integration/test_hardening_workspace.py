@@ -147,6 +147,21 @@ def test_a_failed_recreate_keeps_the_old_container_and_its_ports(prefix_any):
     assert not again["changed"] and again["workspaces"][0]["ports"] == first["ports"]
 
 
+def test_a_recreate_killed_after_renaming_the_old_container_aside_is_finished(prefix_any):
+    """kill -9 between `rename` and `create`: the next run renames the old container back (same id, same ports)."""
+    topo = TOPOLOGIES["podman-rootful"]
+    image = build_workspace_image(topo)
+    prefix = prefix_any(topo)
+    name = prefix + "aside"
+    first = ok(run(topo, {"name": name, "image": image}))["workspaces"][0]
+    old_id = topo.inspect("workspace-" + name)["Id"]
+    topo.cli("rename", "workspace-" + name, "workspace-%s.perry-fleet-replaced" % name)
+    again = ok(run(topo, {"name": name, "image": image}))["workspaces"][0]
+    assert again["actions"] == ["restore container workspace-%s.perry-fleet-replaced" % name], again["actions"]
+    assert again["ports"] == first["ports"] and topo.inspect("workspace-" + name)["Id"] == old_id
+    assert names(topo, "containers", prefix) == ["workspace-" + name]
+
+
 def test_kill_9_during_create_leaves_no_secret_file(tmp_path, prefix_any):
     """Before: the 0600 env file with the secrets stayed in $TMPDIR/perry-fleet-*/env after kill -9. Now the env
     and label files are memfds given to the CLI as /dev/fd/N: there is no file to leave."""
