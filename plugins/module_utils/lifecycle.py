@@ -92,7 +92,8 @@ class Lifecycle:
         self.engine.run(["unpause", plan.container], timeout=self.timeout)
         self.set_state(plan, running=True)
 
-    def start(self, plan) -> None:
+    def start(self, plan, wait: bool = True) -> None:
+        """Start; with ``wait``, also until it accepts exec (else the caller calls wait_ready later)."""
         try:
             self.engine.run(["start", plan.container], timeout=self.timeout)
         except EngineError as exc:
@@ -106,7 +107,8 @@ class Lifecycle:
                 "on it). Engine said: %s" % (plan.container, ports_text(plan.spec), exc.stderr.strip()[-500:]),
                 cmd=exc.cmd) from None
         self.set_state(plan, running=True)
-        self.wait_ready(plan.container)
+        if wait:
+            self.wait_ready(plan.container)
 
     def wait_ready(self, container: str) -> None:
         """Perry's waitForContainerReady (exec true), bounded by start_timeout."""

@@ -174,15 +174,19 @@ class WorkspaceManager:
         for plan in plans:
             self._finish_interrupted_recreate(plan)
         if creating and not self.settings.check_mode:
-            # Held until the new containers that should run have started: only a started container binds its ports,
+            # Held until the new containers that should run are started: only a started container binds its ports,
             # and another engine's run (which cannot see our created-only containers) would take them meanwhile.
+            # Waiting for them to accept exec happens after the lock is released.
             with HostPortLock(self.settings.port_lock_path, timeout=self.settings.engine_timeout):
                 self._assign_ports(creating)
                 for plan in creating:
                     self.lifecycle.create(plan)
                     self.changed = True
                 for plan in creating:
-                    self._converge_state(plan)
+                    self._converge_state(plan, wait=False)
+            for plan in creating:
+                if "start" in plan.actions:
+                    self.lifecycle.wait_ready(plan.container)
         elif creating:
             self._assign_ports(creating, allocate=False)
             for plan in creating:
@@ -234,7 +238,7 @@ class WorkspaceManager:
             if self.profile.publish_worker_port and not spec.worker_port:
                 spec.worker_port = allocator.allocate(self.settings.worker_port_range, "worker")
 
-    def _converge_state(self, plan: Plan) -> None:
+    def _converge_state(self, plan: Plan, wait: bool = True) -> None:
         """The one table of state transitions: (wanted state, current state) -> actions."""
         state = plan.item["state"]
         if state == "absent":
@@ -248,7 +252,7 @@ class WorkspaceManager:
         elif want_running and current == "paused" and not plan.created:
             self._do(plan, "unpause", lambda: self.lifecycle.unpause(plan), running=True)
         elif want_running and (plan.created or current != "running"):
-            self._do(plan, "start", lambda: self.lifecycle.start(plan), running=True)
+            self._do(plan, "start", lambda: self.lifecycle.start(plan, wait=wait), running=True)
         elif state == "stopped" and current in ("running", "paused"):
             self._do(plan, "stop", lambda: self.lifecycle.stop(plan), running=False)
 
