@@ -7,7 +7,7 @@ import pytest
 
 from ansible_collections.perry.fleet.plugins.module_utils import layout
 from ansible_collections.perry.fleet.plugins.module_utils import workspace_spec as ws
-from ansible_collections.perry.fleet.plugins.module_utils.errors import WorkspaceError
+from ansible_collections.perry.fleet.plugins.module_utils.errors import EngineError, WorkspaceError
 from ansible_collections.perry.fleet.plugins.module_utils.workspace import Settings, WorkspaceManager, validate
 
 from .fake_engine import FakeEngine
@@ -280,10 +280,9 @@ def test_a_failed_recreate_puts_the_old_container_back():
     real_create = eng._create
 
     def failing(args):
-        raise __import__("ansible_collections.perry.fleet.plugins.module_utils.errors", fromlist=["x"]).EngineError(
-            "create failed", rc=125)
+        raise EngineError("create failed", rc=125)
     eng._create = failing
-    with pytest.raises(Exception, match="create failed"):
+    with pytest.raises(EngineError, match="create failed"):
         converge(eng, name="r", env={"A": "1"})
     assert eng.containers["workspace-r"]["Id"] == old_id and list(eng.containers) == ["workspace-r"]
     eng._create = real_create
@@ -370,8 +369,8 @@ def test_a_recreate_killed_before_the_old_container_was_removed_is_cleaned_up():
 
 def test_a_foreign_container_with_the_aside_name_is_never_touched():
     eng = FakeEngine()
-    eng.containers["workspace-r.perry-fleet-replaced"] = {"Id": "f", "Name": "/workspace-r.perry-fleet-replaced",
-                                                         "State": {"Running": True}, "Config": {"Labels": {}},
-                                                         "HostConfig": {}}
+    aside = "workspace-r.perry-fleet-replaced"
+    eng.containers[aside] = {"Id": "f", "Name": "/" + aside, "State": {"Running": True}, "Config": {"Labels": {}},
+                             "HostConfig": {}}
     res = converge(eng, name="r").results
     assert "workspace-r.perry-fleet-replaced" in eng.containers and "create" in res[0]["actions"]
