@@ -248,6 +248,28 @@ def test_one_explicit_port_for_two_workspaces_is_refused_before_anything_is_crea
     assert names(topo, "volumes", prefix) == [] and names(topo, "containers", prefix) == []
 
 
+@pytest.mark.parametrize("topology_name", ROOT_TOPOLOGIES)
+def test_a_sticky_port_taken_meanwhile_says_what_to_do(topology_name, prefix_any):
+    """Risk decided: a port this engine cannot see as taken (here a listener on 127.0.0.1; in the field another
+    engine's container) makes the start fail on every rerun, because ports are sticky. The error says so and what
+    to do, instead of the engine's bare "address already in use"."""
+    import socket
+    topo = TOPOLOGIES[topology_name]
+    image = build_workspace_image(topo)
+    prefix = prefix_any(topo)
+    name = prefix + "sticky"
+    port = ok(run(topo, {"name": name, "image": image, "state": "present"}))["workspaces"][0]["ports"]["ssh"]
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", port))
+    holder.listen(1)
+    try:
+        msg = failed(run(topo, {"name": name, "image": image}), "cannot start: one of its host ports ssh %d" % port)
+        assert "set ssh_port/worker_port to a free port" in msg
+    finally:
+        holder.close()
+    ok(run(topo, {"name": name, "image": image}))
+
+
 # ----------------------------------------------------------------------------------------------- defect 8
 @pytest.mark.parametrize("topology_name", ROOT_TOPOLOGIES)
 def test_check_mode_predicts_the_actions_of_a_mixed_fleet(topology_name, worker_artifacts, prefix_any):
