@@ -374,3 +374,12 @@ def test_a_foreign_container_with_the_aside_name_is_never_touched():
                              "HostConfig": {}}
     res = converge(eng, name="r").results
     assert "workspace-r.perry-fleet-replaced" in eng.containers and "create" in res[0]["actions"]
+
+
+def test_adopt_never_takes_a_volume_labelled_for_another_workspace():
+    eng = FakeEngine()
+    converge(eng, runtime="docker", name="x-docker")
+    with pytest.raises(WorkspaceError, match="home volume of workspace x-docker"):
+        converge(eng, runtime="docker", name="x", adopt=True)
+    _unused, res = converge(eng, runtime="docker", name="x", state="absent", purge=True, adopt=True)
+    assert "workspace-x-docker" in eng.volumes and res[0]["actions"] == []
