@@ -20,7 +20,7 @@ options:
   state:
     description:
     - V(present) the container exists with the wanted spec (a new one is created, not started; a recreated one keeps its
-      running state; a paused one stays paused).
+      running state; a paused one stays paused). If it runs, O(files) and the worker are synced as for V(started).
     - V(started) exists and runs (a paused container is unpaused), and accepts C(exec) (bounded by O(start_timeout)).
     - V(stopped) exists and is stopped. V(restarted) is stopped and started again.
     - V(absent) the container is removed; volumes are kept unless O(purge=true).
@@ -40,6 +40,8 @@ options:
   env:
     description:
     - Environment for the container (values are strings). C(DOCKER_HOST) is set through O(docker_host).
+    - Each C(KEY=value) line may have at most 65535 bytes, and all values together at most about 65000 (they are kept in
+      the C(perry.fleet.spec) label); longer is refused before anything is created.
     type: dict
     default: {}
   secret_env:
@@ -73,6 +75,7 @@ options:
   ssh_port:
     description:
     - Host port for SSH (container port 22). Default is the one the workspace has, else the first free one.
+    - Two workspaces of one task asking for the same port are refused before anything is created.
     type: int
   worker_port:
     description:
@@ -86,13 +89,21 @@ options:
     default: 127.0.0.1
   purge:
     description:
-    - With O(state=absent), also remove the home volume and the DinD volume.
+    - 'With O(state=absent), also remove the home volume and the DinD volume: only volumes whose labels say they are this
+      workspace''s (an unlabelled one only with O(adopt=true) or when this workspace''s container mounts it). A volume labelled
+      for another workspace (C(workspace-x-docker) is the home of a workspace C(x-docker)) is kept and named in RV(workspaces[].notes).'
+    - Refused, with the containers' names and before anything is removed, while any other container uses one of the volumes
+      (volumes are never force-removed).
     type: bool
     default: false
   adopt:
     description:
     - Recreate a C(workspace-<name>) container that perry.fleet did not create (for example one made by Perry itself), keeping
       its volumes. Without it such a container is an error and is left alone.
+    - Also needed to mount an existing volume without perry.fleet's labels (made by Perry, by hand, or holding someone's
+      data) as the workspace's home or DinD volume; without it that is refused before anything is created. Once this workspace's
+      container mounts it, later runs and O(purge) treat it as the workspace's.
+    - A volume whose labels name another workspace or role is never used, adopt or not.
     type: bool
     default: false
   files:

@@ -90,9 +90,10 @@ class Engine:
         return self.redact(shlex.join(self._base_argv() + list(args)))
 
     def run(self, args, timeout: float | None = None, check: bool = True, stdin: str | None = None,
-            record: bool = True, max_output: int | None = None) -> Result:
+            record: bool = True, max_output: int | None = None, pass_fds: tuple = ()) -> Result:
         """Run ``<cli> args``; kill the whole process group when ``timeout`` expires, or when stdout passes
-        ``max_output`` bytes (then ``truncated``: stdout is cut there, stderr is capped the same)."""
+        ``max_output`` bytes (then ``truncated``: stdout is cut there, stderr is capped the same). ``pass_fds``:
+        file descriptors the CLI inherits (files given to it as /dev/fd/N)."""
         timeout = self.default_timeout if timeout is None else timeout
         argv = self._base_argv() + list(args)
         cmd = self.describe(args)
@@ -100,7 +101,7 @@ class Engine:
         proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self._env(),
-            start_new_session=True, text=True)
+            start_new_session=True, text=True, pass_fds=pass_fds)
         truncated = False
         try:
             if max_output is None:

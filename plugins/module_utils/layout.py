@@ -6,6 +6,10 @@
 These are the compatibility contract with Perry (docs/perry-compat.md): a workspace ``NAME`` is the container
 ``workspace-NAME`` with the home volume of the same name, labelled ``workspace.name=NAME`` and
 ``workspace.managed=true``; the worker listens on 7392 inside and runs as the ``workspace`` user.
+
+Perry's volume names can collide: the DinD volume of ``x`` (``workspace-x-docker``) is the home volume of a
+workspace ``x-docker``. So perry.fleet labels every volume it creates with the workspace and the role
+(``home``/``docker``) and decides ownership from those labels (volume_owner), never from the name alone.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ LABEL_NAME = "workspace.name"
 LABEL_MANAGED = "workspace.managed"
 LABEL_SPEC = "perry.fleet.spec"            # JSON of the non-secret desired spec (for diffs)
 LABEL_SPEC_HASH = "perry.fleet.spec-hash"  # hash of the desired spec (decides recreation)
+LABEL_VOLUME_ROLE = "perry.fleet.volume-role"  # "home" or "docker": which slot of its workspace a volume fills
+
+VOLUME_MOUNTS = {"home": HOME, "docker": DIND_MOUNT}   # role -> where the volume is mounted
 
 
 def validate_name(name) -> str:
@@ -60,6 +67,30 @@ def home_volume(name: str) -> str:
 
 def dind_volume(name: str) -> str:
     return PREFIX + name + "-docker"
+
+
+def volume_name(name: str, role: str) -> str:
+    return home_volume(name) if role == "home" else dind_volume(name)
+
+
+def volume_labels(name: str, role: str) -> dict:
+    """The labels a volume of workspace ``name`` gets when perry.fleet creates it."""
+    return {LABEL_NAME: name, LABEL_MANAGED: "true", LABEL_VOLUME_ROLE: role}
+
+
+def volume_owner(volume: str, labels: dict | None) -> tuple | None:
+    """(workspace, role) a volume's labels say it belongs to; None for an unlabelled volume (Perry's, or anyone's).
+
+    Volumes of perry.fleet 0.1 carry only ``workspace.name``: the role is then the one whose name the volume has
+    for that workspace, so ``workspace-x-docker`` labelled ``x-docker`` is x-docker's home, never x's DinD."""
+    labels = labels or {}
+    owner = labels.get(LABEL_NAME)
+    if not owner:
+        return None
+    role = labels.get(LABEL_VOLUME_ROLE)
+    if role not in VOLUME_MOUNTS:
+        role = next((r for r in VOLUME_MOUNTS if volume_name(owner, r) == volume), "unknown")
+    return owner, role
 
 
 def home_path(relative: str = "") -> str:

@@ -6,7 +6,15 @@
 Perry probed 127.0.0.1 only and ignored stopped containers, so a stopped workspace's port could be
 handed out twice. Here: a host-wide lock held from allocation until the container
 exists, every container's published ports (running or stopped, from inspect), the ports already
-chosen in this run, and a bind probe on 0.0.0.0 (catches listeners on any IPv4 address).
+chosen in this run (claimed or allocated: one port is never given to two workspaces of a run), and a bind
+probe on 0.0.0.0 (catches listeners on any IPv4 address).
+
+The lock is host-wide on purpose (ports are host-wide, whichever user or engine asks), so every user must be able
+to open the same file: an existing lock is opened without O_CREAT, because with fs.protected_regular=1 (systemd's
+default) O_CREAT on another user's file in a sticky directory such as /tmp fails even when it exists. It is
+opened O_NOFOLLOW|O_NONBLOCK and must be a regular file (a planted symlink or FIFO is refused, never followed or
+waited on). Any local user can hold it and so delay creates (decided, docs/hardening.md): the timeout error names
+the process holding it.
 """
 
 from __future__ import annotations
@@ -14,7 +22,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import pwd
 import socket
+import stat
 import time
 
 from ansible_collections.perry.fleet.plugins.module_utils import engine as eng
@@ -60,11 +70,7 @@ class HostPortLock:
         self._fd = None
 
     def __enter__(self):
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise WorkspaceError("cannot open the port lock %s: %s (set port_lock_path to a path this user can "
-                                 "create or read)" % (self.path, exc)) from None
+        fd = open_lock_file(self.path)
         deadline = time.monotonic() + self.timeout
         delay = 0.02
         while True:
@@ -73,9 +79,12 @@ class HostPortLock:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
+                    holder = lock_holder(fd)
                     os.close(fd)
-                    raise WorkspaceError("timed out after %.0f s waiting for the host port lock %s (another perry.fleet "
-                                         "run holds it; retry, or raise engine_timeout)" % (self.timeout, self.path)) from None
+                    raise WorkspaceError("timed out after %.0f s waiting for the host port lock %s, held by %s (another "
+                                         "perry.fleet run, or any local user who opened it): retry, raise engine_timeout, "
+                                         "or give this user's runs a private port_lock_path"
+                                         % (self.timeout, self.path, holder)) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
         self._fd = fd
@@ -86,6 +95,55 @@ class HostPortLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def open_lock_file(path: str) -> int:
+    """A read-only fd on the lock file, creating it (0644) only when missing; never follows a link or blocks."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    for _attempt in range(3):
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError:
+            try:
+                fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+                os.fchmod(fd, 0o644)  # whatever the umask: other users must be able to open it
+            except FileExistsError:
+                continue  # created by a concurrent run between the two opens: open that one
+            except OSError as exc:
+                raise _lock_error(path, exc) from None
+        except OSError as exc:
+            raise _lock_error(path, exc) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise WorkspaceError("the port lock %s is not a regular file: remove it (a run recreates it) or set "
+                                 "port_lock_path elsewhere" % path)
+        return fd
+    raise WorkspaceError("the port lock %s kept appearing and vanishing: retry" % path)
+
+
+def _lock_error(path: str, exc: OSError) -> WorkspaceError:
+    return WorkspaceError("cannot open the port lock %s: %s (a symlink is refused; set port_lock_path to a regular file "
+                          "this user can read, or to a directory where it can create one)" % (path, exc.strerror or exc))
+
+
+def lock_holder(fd: int) -> str:
+    """'pid N (user U)' of the process holding a flock on fd's file, from /proc/locks; 'unknown' otherwise."""
+    st = os.fstat(fd)
+    inode = "%02x:%02x:%d" % (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    try:
+        with open("/proc/locks") as fh:
+            for line in fh:
+                fields = line.split()
+                if "FLOCK" in fields and "->" not in fields and fields[-3] == inode:  # "->": a waiter
+                    pid = fields[-4]
+                    try:
+                        user = pwd.getpwuid(os.stat("/proc/%s" % pid).st_uid).pw_name
+                    except (OSError, KeyError):
+                        user = "?"
+                    return "pid %s (user %s)" % (pid, user)
+    except OSError:
+        pass
+    return "an unknown process"
 
 
 class PortAllocator:
@@ -118,6 +176,11 @@ class PortAllocator:
         if holder and holder != owner:
             raise WorkspaceError("%s port %d is already used by %s: choose another or leave it unset" % (what, port, holder))
         if holder is None and not self.probe(port):
-            raise WorkspaceError("%s port %d is in use by a process on this host: choose another or leave it unset" % (what, port))
+            raise WorkspaceError(
+                "%s port %d is in use on this host, but by no container of this engine: a process, or a container "
+                "of another engine or user (those are seen only while they run, and a stopped one takes the port "
+                "back when it starts). Choose another port, leave it unset, or remove that container."
+                % (what, port))
+        self.holders[port] = owner  # claimed in this run: a second workspace asking for it is refused
         self.taken.add(port)
         return port

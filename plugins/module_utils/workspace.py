@@ -4,8 +4,9 @@
 """Converging Perry workspaces: plan from one batched inspect, then apply only what differs.
 
 Order of work: validate every item (workspace_spec: bad input creates nothing) -> one ``inspect`` of all
-containers and images -> plan -> apply. Creates and recreates run under the host port lock so that ports
-handed out here cannot be handed out again by a concurrent run before the container exists. The engine
+containers and images -> plan -> every refusal (volumes, purges, ports) -> apply. Creates and recreates, and the
+start of those that should run, happen under the host port lock so that ports handed out here cannot be handed
+out again by a concurrent run (of this or another engine) before the container binds them. The engine
 operations themselves are lifecycle.py's; the in-container steps (worker, files) run in parallel afterwards.
 """
 
@@ -17,9 +18,9 @@ from ansible_collections.perry.fleet.plugins.module_utils import layout
 from ansible_collections.perry.fleet.plugins.module_utils import workspace_spec as ws
 from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, container_state, labels, short_id
 from ansible_collections.perry.fleet.plugins.module_utils.errors import PerryError, SpecError, WorkspaceError
-from ansible_collections.perry.fleet.plugins.module_utils.lifecycle import Lifecycle
+from ansible_collections.perry.fleet.plugins.module_utils.lifecycle import Lifecycle, replaced_name
 from ansible_collections.perry.fleet.plugins.module_utils.parallel import run_parallel
-from ansible_collections.perry.fleet.plugins.module_utils.ports import HostPortLock, PortAllocator
+from ansible_collections.perry.fleet.plugins.module_utils.ports import DEFAULT_LOCK_PATH, HostPortLock, PortAllocator
 from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import get_profile
 from ansible_collections.perry.fleet.plugins.module_utils.worker_sync import WorkerArtifact, WorkerSync
 from ansible_collections.perry.fleet.plugins.module_utils.workspace_files import FilesSync
@@ -35,7 +36,7 @@ class Settings:
     stop_timeout: int = 10
     ssh_port_range: tuple = layout.SSH_PORT_RANGE
     worker_port_range: tuple = layout.WORKER_PORT_RANGE
-    port_lock_path: str = "/tmp/perry-fleet-ports.lock"
+    port_lock_path: str = DEFAULT_LOCK_PATH
     worker: WorkerArtifact | None = None
     parallel: int = 8
 
@@ -56,8 +57,13 @@ class Plan:
     actions: list = field(default_factory=list)
     before: dict | None = None   # the spec label of the existing container
     was_running: bool = False
+    initial_state: str = "missing"
     worker: dict | None = None
     files: dict | None = None
+    volumes_found: dict = field(default_factory=dict)   # volume -> labels, of this workspace's that exist
+    purge: list = field(default_factory=list)           # volumes state=absent purge=true removes
+    notes: list = field(default_factory=list)           # what was deliberately left alone, and why
+    leftover: dict | None = None   # our old container of a recreate that was interrupted (kill -9), renamed aside
 
     @property
     def name(self) -> str:
@@ -91,7 +97,8 @@ class WorkspaceManager:
     def plan(self, items: list) -> list:
         names = [layout.container_name(i["name"]) for i in items]
         images = sorted({i["image"] for i in items if i["state"] != "absent"})
-        objects = self.engine.inspect(names + images, timeout=self.settings.engine_timeout)
+        objects = self.engine.inspect(names + [replaced_name(n) for n in names] + images,
+                                      timeout=self.settings.engine_timeout)
         images_by_ref = {ref: objects.get(ref) for ref in images}
         missing = [ref for ref, obj in images_by_ref.items() if obj is None]
         if missing:
@@ -99,16 +106,23 @@ class WorkspaceManager:
         plans = []
         for item in items:
             existing = objects.get(layout.container_name(item["name"]))
+            leftover = objects.get(replaced_name(layout.container_name(item["name"])))
+            if leftover is not None and layout.LABEL_SPEC_HASH not in labels(leftover):
+                leftover = None  # not ours: never touched
+            if existing is None and leftover is not None:
+                existing = leftover  # the recreate died before its new container existed: this is the workspace
             if existing is not None and layout.LABEL_SPEC_HASH not in labels(existing) and not item.get("adopt"):
                 raise WorkspaceError(
                     "container %s exists but was not created by perry.fleet (no %s label): remove it, or set "
                     "adopt=true to recreate it under management (volumes are kept)"
                     % (layout.container_name(item["name"]), layout.LABEL_SPEC_HASH))
-            plan = Plan(item=item, existing=existing, was_running=container_state(existing) in ("running", "paused"))
+            plan = Plan(item=item, existing=existing, was_running=container_state(existing) in ("running", "paused"),
+                        initial_state=container_state(existing), leftover=leftover)
             if existing is not None:
                 plan.before = ws.spec_from_labels(labels(existing))
             if item["state"] != "absent":
                 plan.spec = self._desired_spec(item, images_by_ref.get(item["image"]), plan.before)
+                plan.spec.check_engine_files()
             plans.append(plan)
         return plans
 
@@ -149,29 +163,65 @@ class WorkspaceManager:
 
     # -- applying -------------------------------------------------------------------------------
     def apply(self, plans: list) -> list:
+        """Every refusal (volumes that are not ours, purges of volumes in use, ports taken) is found before the
+        first change, in check mode too, so a refused run changes nothing and check mode fails like the run."""
+        for plan in plans:
+            if plan.item["state"] == "absent" and plan.item.get("purge"):
+                plan.purge = self.lifecycle.purge_plan(plan)
         creating = [p for p in plans if p.spec is not None and self._needs_create(p)]
+        if creating:
+            self.lifecycle.check_volumes(creating)
+        for plan in plans:
+            self._finish_interrupted_recreate(plan)
         if creating and not self.settings.check_mode:
+            # Held until the new containers that should run are started: only a started container binds its ports,
+            # and another engine's run (which cannot see our created-only containers) would take them meanwhile.
+            # Waiting for them to accept exec happens after the lock is released.
             with HostPortLock(self.settings.port_lock_path, timeout=self.settings.engine_timeout):
                 self._assign_ports(creating)
                 for plan in creating:
                     self.lifecycle.create(plan)
                     self.changed = True
-        elif creating:
+                for plan in creating:
+                    self._converge_state(plan, wait=False)
             for plan in creating:
+                if "start" in plan.actions:
+                    self.lifecycle.wait_ready(plan.container)
+        elif creating:
+            self._assign_ports(creating, allocate=False)
+            for plan in creating:
+                plan.actions += ["create volume %s" % v for v in plan.spec.volumes.values() if v not in plan.volumes_found]
                 plan.actions.append("recreate" if plan.existing else "create")
+                if plan.existing is None:
+                    plan.existing = {"Name": plan.container, "Config": {"Labels": {}}}
+                self.lifecycle.set_state(plan, running=False)
         for plan in plans:
-            self._converge_state(plan)
+            if self.settings.check_mode or not any(plan is c for c in creating):
+                self._converge_state(plan)
         if self.settings.worker is not None:
             self._sync_workers(plans)
         self._sync_files(plans)
         return [self._result(p) for p in plans]
+
+    def _finish_interrupted_recreate(self, plan: Plan) -> None:
+        """A recreate killed between renaming the old container aside and removing it: put the old one back when
+        no new one exists (keeping its ports), else remove it."""
+        if plan.leftover is None:
+            return
+        aside = replaced_name(plan.container)
+        if plan.leftover is plan.existing:
+            self._do(plan, "restore container %s" % aside, lambda: self.lifecycle.restore(plan))
+        else:
+            self._do(plan, "remove container %s" % aside, lambda: self.lifecycle.remove_container(aside, plan.leftover))
 
     def _needs_create(self, plan: Plan) -> bool:
         if plan.existing is None:
             return True
         return not plan.spec.matches_hash(labels(plan.existing).get(layout.LABEL_SPEC_HASH))
 
-    def _assign_ports(self, plans: list) -> None:
+    def _assign_ports(self, plans: list, allocate: bool = True) -> None:
+        """Claim the ports given or kept (all of them before any is allocated), then allocate the rest; check mode
+        claims only, so a taken port fails there as it would in the run."""
         allocator = PortAllocator(self.engine.list_containers(timeout=self.settings.engine_timeout))
         for plan in plans:
             spec = plan.spec
@@ -179,6 +229,8 @@ class WorkspaceManager:
                 allocator.claim(spec.ssh_port, "ssh", plan.container)
             if spec.worker_port:
                 allocator.claim(spec.worker_port, "worker", plan.container)
+        if not allocate:
+            return
         for plan in plans:
             spec = plan.spec
             if not spec.ssh_port:
@@ -186,7 +238,7 @@ class WorkspaceManager:
             if self.profile.publish_worker_port and not spec.worker_port:
                 spec.worker_port = allocator.allocate(self.settings.worker_port_range, "worker")
 
-    def _converge_state(self, plan: Plan) -> None:
+    def _converge_state(self, plan: Plan, wait: bool = True) -> None:
         """The one table of state transitions: (wanted state, current state) -> actions."""
         state = plan.item["state"]
         if state == "absent":
@@ -196,25 +248,28 @@ class WorkspaceManager:
         # present: a recreated container comes back in the state it was in; a new one stays created.
         want_running = state in ("started", "restarted") or (state == "present" and plan.created and plan.was_running)
         if state == "restarted" and current in ("running", "paused") and not plan.created:
-            self._do(plan, "restart", lambda: (self.lifecycle.stop(plan), self.lifecycle.start(plan)))
+            self._do(plan, "restart", lambda: (self.lifecycle.stop(plan), self.lifecycle.start(plan)), running=True)
         elif want_running and current == "paused" and not plan.created:
-            self._do(plan, "unpause", lambda: self.lifecycle.unpause(plan))
+            self._do(plan, "unpause", lambda: self.lifecycle.unpause(plan), running=True)
         elif want_running and (plan.created or current != "running"):
-            self._do(plan, "start", lambda: self.lifecycle.start(plan))
+            self._do(plan, "start", lambda: self.lifecycle.start(plan, wait=wait), running=True)
         elif state == "stopped" and current in ("running", "paused"):
-            self._do(plan, "stop", lambda: self.lifecycle.stop(plan))
+            self._do(plan, "stop", lambda: self.lifecycle.stop(plan), running=False)
 
     def _converge_absent(self, plan: Plan) -> None:
         if plan.existing is not None:
             self._do(plan, "remove container", lambda: self.lifecycle.remove(plan))
-        if plan.item.get("purge") and self.lifecycle.purge_volumes(plan, self.settings.check_mode):
-            self.changed = True
+        for vol in plan.purge:
+            self._do(plan, "remove volume %s" % vol, lambda v=vol: self.lifecycle.remove_volume(v))
         plan.existing = None
 
-    def _do(self, plan: Plan, action: str, apply) -> None:
+    def _do(self, plan: Plan, action: str, apply, running: bool | None = None) -> None:
+        """Apply one action; in check mode only record it and the state it leaves (so later steps predict)."""
         plan.actions.append(action)
         if not self.settings.check_mode:
             apply()
+        elif running is not None:
+            self.lifecycle.set_state(plan, running=running)
         self.changed = True
 
     # -- inside running workspaces --------------------------------------------------------------
@@ -223,9 +278,12 @@ class WorkspaceManager:
         syncer = FilesSync(self.engine, self.settings.engine_timeout)
 
         def one(plan):
-            if self._would_be_new(plan):
+            # The files live in the home volume, which a recreate keeps: only a workspace without any container
+            # yet is sure to get them (a recreated one is read through the old container's mounts).
+            if self.settings.check_mode and plan.initial_state == "missing":
                 return {"count": len(plan.item["files"]), "changed": True}
-            return syncer.sync(plan.container, plan.item["files"], check_mode=self.settings.check_mode, inspected=plan.existing)
+            return syncer.sync(plan.container, plan.item["files"], check_mode=self.settings.check_mode,
+                               inspected=plan.existing)
 
         for plan, result in self._each_running(plans, one, "placing files", lambda p: bool(p.item["files"])):
             plan.files = result
@@ -239,7 +297,14 @@ class WorkspaceManager:
         def one(plan):
             if self._would_be_new(plan):  # a (re)created container has no worker yet
                 return {"kind": syncer.artifact.kind, "digest": syncer.artifact.digest, "changed": True, "action": "install"}
-            return syncer.sync(plan.container, check_mode=self.settings.check_mode, inspected=plan.existing)
+            try:
+                return syncer.sync(plan.container, check_mode=self.settings.check_mode, inspected=plan.existing)
+            except PerryError:
+                if not self._not_running_yet(plan):
+                    raise
+                # Check mode, a stopped or paused container the run would start: no exec works in it, and its
+                # manifest could not be read on this host (sync compares that first), so the worker would change.
+                return {"kind": syncer.artifact.kind, "digest": syncer.artifact.digest, "changed": True, "action": "update"}
 
         for plan, result in self._each_running(plans, one, "worker sync"):
             plan.worker = result
@@ -250,10 +315,16 @@ class WorkspaceManager:
         """In check mode a container that would be (re)created has nothing inside yet."""
         return self.settings.check_mode and plan.created
 
+    def _not_running_yet(self, plan: Plan) -> bool:
+        """In check mode a container the run would start or unpause, which no exec can enter now."""
+        return self.settings.check_mode and plan.initial_state != "running"
+
     def _each_running(self, plans: list, step, what: str, wanted=lambda plan: True) -> list:
-        """step(plan) for every running workspace in parallel; [(plan, result)], or one error naming all failures."""
-        targets = [p for p in plans if p.item["state"] in ("started", "restarted")
-                   and (container_state(p.existing) == "running" or self.settings.check_mode) and wanted(p)]
+        """step(plan) for every workspace that runs after the state step (whatever its wanted state: the docs
+        promise files and worker in every running workspace), in parallel; [(plan, result)], or one error naming
+        all failures. In check mode the state step recorded the state the run would leave."""
+        targets = [p for p in plans if p.item["state"] != "absent" and container_state(p.existing) == "running"
+                   and wanted(p)]
         results = run_parallel(step, targets, limit=self.settings.parallel)
         done, errors = [], []
         for plan, result in zip(targets, results):
@@ -283,6 +354,7 @@ class WorkspaceManager:
             "profile": self.profile.as_dict(),
             "worker": plan.worker,
             "files": plan.files,
+            "notes": plan.notes,
         }
         if spec is not None:
             out.update({

@@ -33,6 +33,10 @@ SPEC_SCHEMA = 1
 SECRET_KEYS_ENV = "PERRY_SECRET_ENV_KEYS"  # tells the entrypoint which keys go to the 0600 file
 # Env keys the module owns; users setting them would silently change the workspace's wiring.
 RESERVED_ENV = frozenset({"DOCKER_HOST", SECRET_KEYS_ENV})
+# Both CLIs read env and label files with Go's bufio.Scanner: a line over 65535 bytes fails `create` (measured on
+# docker 20.10 and podman 4.3), so longer lines are refused before anything is created.
+MAX_KV_LINE = 65535
+PORT_DIGITS_MARGIN = 32   # the spec label is checked before ports are chosen; their digits fit in this
 
 
 # ------------------------------------------------------------------------------------------ the options
@@ -83,7 +87,8 @@ WORKSPACE_OPTIONS = (
         "Mutually exclusive with O(workspaces).",), required=True),
     Option("state", "str", (
         "V(present) the container exists with the wanted spec (a new one is created, not started; a recreated one "
-        "keeps its running state; a paused one stays paused).",
+        "keeps its running state; a paused one stays paused). If it runs, O(files) and the worker are synced as for "
+        "V(started).",
         "V(started) exists and runs (a paused container is unpaused), and accepts C(exec) (bounded by "
         "O(start_timeout)).",
         "V(stopped) exists and is stopped. V(restarted) is stopped and started again.",
@@ -93,7 +98,9 @@ WORKSPACE_OPTIONS = (
         "Workspace image, for example the one the P(perry.fleet.image#role) role builds (C(localhost/perry:latest)).",
         "Required unless O(state=absent). Its id is part of the spec, so a rebuilt image recreates the container.",)),
     Option("env", "dict", (
-        "Environment for the container (values are strings). C(DOCKER_HOST) is set through O(docker_host).",),
+        "Environment for the container (values are strings). C(DOCKER_HOST) is set through O(docker_host).",
+        "Each C(KEY=value) line may have at most 65535 bytes, and all values together at most about 65000 (they are "
+        "kept in the C(perry.fleet.spec) label); longer is refused before anything is created.",),
         default={}),
     Option("secret_env", "dict", (
         "Secret environment (API keys, tokens). Same path into the container as O(env) but never shown in results, "
@@ -109,18 +116,28 @@ WORKSPACE_OPTIONS = (
     Option("cpus", "float", ("CPU limit, for example V(1.5).",)),
     Option("pids_limit", "int", ("Maximum number of processes in the container.",)),
     Option("ssh_port", "int", (
-        "Host port for SSH (container port 22). Default is the one the workspace has, else the first free one.",)),
+        "Host port for SSH (container port 22). Default is the one the workspace has, else the first free one.",
+        "Two workspaces of one task asking for the same port are refused before anything is created.",)),
     Option("worker_port", "int", (
         "Host port (on 127.0.0.1 only) for the worker's port 7392, O(runtime=podman) only. Default is the one the "
         "workspace has, else the first free one.",)),
     Option("bind_address", "str", (
         "Host address the SSH port is published on. The worker port is always published on 127.0.0.1.",),
         default="127.0.0.1"),
-    Option("purge", "bool", ("With O(state=absent), also remove the home volume and the DinD volume.",),
-           default=False),
+    Option("purge", "bool", (
+        "With O(state=absent), also remove the home volume and the DinD volume: only volumes whose labels say they "
+        "are this workspace's (an unlabelled one only with O(adopt=true) or when this workspace's container mounts "
+        "it). A volume labelled for another workspace (C(workspace-x-docker) is the home of a workspace C(x-docker)) "
+        "is kept and named in RV(workspaces[].notes).",
+        "Refused, with the containers' names and before anything is removed, while any other container uses one of "
+        "the volumes (volumes are never force-removed).",), default=False),
     Option("adopt", "bool", (
         "Recreate a C(workspace-<name>) container that perry.fleet did not create (for example one made by Perry "
-        "itself), keeping its volumes. Without it such a container is an error and is left alone.",),
+        "itself), keeping its volumes. Without it such a container is an error and is left alone.",
+        "Also needed to mount an existing volume without perry.fleet's labels (made by Perry, by hand, or holding "
+        "someone's data) as the workspace's home or DinD volume; without it that is refused before anything is "
+        "created. Once this workspace's container mounts it, later runs and O(purge) treat it as the workspace's.",
+        "A volume whose labels name another workspace or role is never used, adopt or not.",),
         default=False),
     Option("files", "list", (
         "Files to place in every running workspace's home, such as Claude Code's C(~/.claude/.credentials.json), "
@@ -291,14 +308,29 @@ def validate_item(item: dict, profile: RuntimeProfile, ssh_port_range: tuple, wo
 
 
 def validate_items(items: list, runtime: str, ssh_port_range: tuple, worker_port_range: tuple) -> list:
-    """Every item checked before anything is created; a name listed twice is refused."""
+    """Every item checked before anything is created; a name listed twice, one explicit port asked for by two
+    workspaces, and two workspaces whose volumes share a name (``x``'s DinD volume is ``x-docker``'s home) are
+    refused."""
     profile = get_profile(runtime)
-    out, seen = [], set()
+    out, seen, ports, volumes = [], set(), {}, {}
     for item in items:
         item = validate_item(item, profile, ssh_port_range, worker_port_range)
-        if item["name"] in seen:
-            raise SpecError("workspace %r is listed twice" % item["name"])
-        seen.add(item["name"])
+        name = item["name"]
+        if name in seen:
+            raise SpecError("workspace %r is listed twice" % name)
+        seen.add(name)
+        for key in ("ssh_port", "worker_port"):
+            port = item.get(key)
+            if port is not None and ports.setdefault(port, (name, key)) != (name, key):
+                raise SpecError("port %d is asked for by both %s (%s) and %s (%s): give each workspace its own port "
+                                "or leave it unset" % ((port,) + ports[port] + (name, key)))
+        if item["state"] != "absent":
+            for role, vol in volume_names(name, profile).items():
+                other = volumes.setdefault(vol, (name, role))
+                if other != (name, role):
+                    raise SpecError("workspaces %s and %s would share volume %s (the %s volume of %s, the %s volume of "
+                                    "%s): Perry names a Docker-in-Docker volume <name>-docker, so rename one of them"
+                                    % (other[0], name, vol, other[1], other[0], role, name))
         out.append(item)
     return out
 
@@ -383,6 +415,19 @@ class WorkspaceSpec:
             return label == self.spec_hash()
         # Schema 0 (perry.fleet 0.1.0): a bare sha256 over the whole spec, unset values included.
         return ":" not in label and label == _digest(self._hashed())
+
+    def check_engine_files(self) -> None:
+        """Refuse (before anything is created) an env or label line longer than the engines' files carry."""
+        for key, value in self.container_env().items():
+            size = len(("%s=%s" % (key, value)).encode())
+            if size > MAX_KV_LINE:
+                raise SpecError("env %s of workspace %s is %d bytes as an env-file line; docker and podman read at most "
+                                "%d: put large values in a file (the files option) instead" % (key, self.name, size, MAX_KV_LINE))
+        size = len(("%s=%s" % (layout.LABEL_SPEC, self.labels()[layout.LABEL_SPEC])).encode()) + PORT_DIGITS_MARGIN
+        if size > MAX_KV_LINE:
+            raise SpecError("the env values of workspace %s make its %s label about %d bytes; docker and podman read at "
+                            "most %d per label line: move large values to secret_env or to a file (the files option)"
+                            % (self.name, layout.LABEL_SPEC, size, MAX_KV_LINE))
 
     def labels(self) -> dict:
         return {

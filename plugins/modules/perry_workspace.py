@@ -17,11 +17,17 @@ description:
     comes from one runtime profile table; the profile applied is returned.
   - Idempotent from one batched C(inspect) of all containers and images named in the task. The desired spec,
     image id included, is hashed into a label; a different hash recreates the container and keeps its volumes,
-    so home data survives image upgrades.
-  - Ports are allocated under a host-wide lock, consulting every container's published ports (running or stopped)
-    and a bind probe, and stay stable across recreate.
-  - Environment and labels reach the engine through 0600 files that are removed right after C(create); no value
-    appears on a command line. Secret values never appear in results or diffs.
+    so home data survives image upgrades. A recreate renames the old container aside and removes it only once
+    the new one exists, so a failed create puts it back, with its ports.
+  - Volumes are labelled with their workspace and role (C(workspace.name), C(perry.fleet.volume-role) V(home) or
+    V(docker)). A volume whose labels name another workspace or role is never mounted or removed (Perry's names
+    collide, the DinD volume of C(x) is C(workspace-x-docker), the home of a workspace C(x-docker)); an unlabelled
+    existing one needs O(adopt=true). Every such refusal, like a taken port, comes before anything is created.
+  - Ports are allocated under a host-wide lock, consulting every container's published ports (running or stopped),
+    the ports already claimed in this run and a bind probe, and stay stable across recreate.
+  - Environment and labels reach the engine as anonymous memory files (memfd, passed as C(/dev/fd/N)), so no value
+    appears on a command line or in any file on disk, even if the run is killed. Secret values never appear in
+    results or diffs.
 author:
   - perry.fleet contributors (@perry-fleet)
 extends_documentation_fragment:
@@ -30,7 +36,12 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Nothing is pulled, created, allocated or removed; RV(workspaces[].actions) says what would happen.
+    description:
+      - Nothing is pulled, created, allocated or removed; RV(workspaces[].actions) says what the run would do, action
+        for action (volumes, create, start, unpause, worker and files), and the run's refusals (volumes, purges,
+        ports claimed) fail check mode too.
+      - A stopped or paused workspace cannot be exec'd into; its worker and files manifests are read on this host
+        (local engine). Where they cannot be, check mode predicts that the worker and files change.
   diff_mode:
     support: full
     description: Shows only the spec keys that change, secret values masked.
@@ -55,7 +66,13 @@ options:
     elements: int
     default: [7392, 7500]
   port_lock_path:
-    description: Host-wide lock file serialising port allocation across concurrent runs and users.
+    description:
+      - Host-wide lock file serialising port allocation across concurrent runs and users (ports are host-wide, so
+        every user's runs must share one file). An existing file is opened read-only without O_CREAT (which
+        fs.protected_regular refuses for another user's file in C(/tmp)); a missing one is created 0644. A symlink or
+        a non-regular file (FIFO) is refused.
+      - Any local user can hold the lock and so delay creates; the timeout error names the holding process. Give
+        a user's runs a private path to opt out of sharing (port conflicts are then found by the bind probe only).
     type: path
     default: /tmp/perry-fleet-ports.lock
   worker_source:
@@ -195,6 +212,13 @@ workspaces:
           current (they are placed again).
       type: dict
       returned: always
+    notes:
+      description: What was deliberately left alone and why, for example a volume kept by O(purge) because its
+        labels say it is another workspace's.
+      type: list
+      elements: str
+      returned: always
+      sample: ["kept volume workspace-x-docker: its labels say it is the home volume of workspace x-docker"]
 commands:
   description: Engine commands run, with rc and seconds (values redacted; env reached the engine through a file).
   returned: always
@@ -213,6 +237,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.perry.fleet.plugins.module_utils.errors import PerryError
 from ansible_collections.perry.fleet.plugins.module_utils.module_args import engine_argument_spec, make_engine
+from ansible_collections.perry.fleet.plugins.module_utils.ports import DEFAULT_LOCK_PATH
 from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import get_profile
 from ansible_collections.perry.fleet.plugins.module_utils.worker_sync import WorkerArtifact
 from ansible_collections.perry.fleet.plugins.module_utils.workspace import Settings, WorkspaceManager, validate
@@ -227,7 +252,7 @@ def main():
         pull=dict(type="str", default="missing", choices=["missing", "never"]),
         ssh_port_range=dict(type="list", elements="int", default=[2200, 2400]),
         worker_port_range=dict(type="list", elements="int", default=[7392, 7500]),
-        port_lock_path=dict(type="path", default="/tmp/perry-fleet-ports.lock"),
+        port_lock_path=dict(type="path", default=DEFAULT_LOCK_PATH),
         worker_source=dict(type="path"),
         start_timeout=dict(type="float", default=30),
         stop_timeout=dict(type="int", default=10),
@@ -263,6 +288,8 @@ def main():
             "after": {r["name"]: r["diff"]["after"] for r in results if r["changed"]}}
     for r in results:
         r.pop("diff")
+        for note in r["notes"]:
+            module.warn("%s: %s" % (r["name"], note))
     module.exit_json(changed=changed, workspaces=results, commands=engine.commands, diff=diff,
                      elapsed=round(time.monotonic() - start, 3))
 

@@ -335,6 +335,20 @@ CASES += [
          "neither milliseconds since the epoch nor an ISO 8601 date"),
 ]
 
+# --- issue 19 (workspaces, volumes and ports) ---
+CASES += [
+    Case("workspace-workspaces-volume-collision", _W, "workspaces", "conflict",
+         {"runtime": "docker", "engine_cli": "docker", "workspaces": [{"name": "$Px"}, {"name": "$Px-docker"}]},
+         "would share volume"),
+    Case("workspace-workspaces-same-ssh_port", _W, "ssh_port", "port-taken",
+         {"workspaces": [{"name": "$Pa", "ssh_port": 2398}, {"name": "$Pb", "ssh_port": 2398}]}, "asked for by both"),
+    Case("workspace-env-line-too-long", _W, "env", "too-long", _ws(env={"BIG": "x" * 70000}), "read at most 65535"),
+    Case("workspace-env-label-too-long", _W, "env", "too-long", _ws(env={"A%d" % i: "y" * 9000 for i in range(8)}),
+         "label about"),
+    Case("workspace-secret_env-line-too-long", _W, "secret_env", "too-long", _ws(secret_env={"BIG": "s" * 70000}),
+         "read at most 65535"),
+]
+
 _ids = [c.id for c in CASES]
 assert len(_ids) == len(set(_ids)), sorted(i for i in _ids if _ids.count(i) > 1)
 assert all(c.category in CATEGORIES for c in CASES), [c.id for c in CASES if c.category not in CATEGORIES]

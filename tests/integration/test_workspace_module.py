@@ -111,7 +111,8 @@ def test_lifecycle(topology, workspace_image, prefix):
 def test_check_mode_creates_nothing(topology, workspace_image, prefix):
     name = prefix + "check"
     r = ok(run_module(MODULE, {"name": name, "image": workspace_image}, topology, check=True, diff=True))
-    assert r["changed"] and r["workspaces"][0]["actions"] == ["create", "start"]
+    volumes = ["workspace-" + name] + (["workspace-%s-docker" % name] if topology.runtime == "docker" else [])
+    assert r["changed"] and r["workspaces"][0]["actions"] == ["create volume " + v for v in volumes] + ["create", "start"]
     assert topology.inspect("workspace-" + name) is None
     assert "workspace-" + name not in topology.cli("volume", "ls", "-q").stdout.split()
 

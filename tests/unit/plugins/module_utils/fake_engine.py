@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 from ansible_collections.perry.fleet.plugins.module_utils.engine import EngineError, Result, _match_names
 
@@ -25,6 +26,7 @@ class FakeEngine(EngineVerbs):
         self.images = {ref: {"Id": "sha256:%064d" % i, "RepoTags": [ref]} for i, ref in enumerate(images, 1)}
         self.containers = {}
         self.volumes = set()
+        self.volume_labels = {}   # volume -> labels given at create
         self.commands = []
         self.files_seen = {}
         self._ids = itertools.count(1)
@@ -40,7 +42,7 @@ class FakeEngine(EngineVerbs):
         self.commands.append({"cmd": "fake ps"})
         return list(self.containers.values())
 
-    def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None):
+    def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None, pass_fds=()):
         if record:
             self.commands.append({"cmd": self.describe(args)})
         verb = args[0]
@@ -56,16 +58,31 @@ class FakeEngine(EngineVerbs):
             self.containers[args[-1]]["State"]["Paused"] = False
         elif verb == "rm":
             self.containers.pop(args[-1], None)
+        elif verb == "rename":
+            container = self.containers.pop(args[1])
+            container["Name"] = "/" + args[2]
+            self.containers[args[2]] = container
+        elif verb == "ps" and "--filter" in args:
+            vol = args[args.index("--filter") + 1].split("=", 1)[1]
+            users = [n for n, c in self.containers.items() if any(m.get("Name") == vol for m in c.get("Mounts", []))]
+            return Result(0, "\n".join(users), "", 0.0)
         elif verb == "exec":
             container = args[args.index("--env") + 2] if "--env" in args else args[1]  # after exec_argv's options
             state = self.containers[container]["State"]
             return Result(0 if state["Running"] and not state.get("Paused") else 1, "", "", 0.0)
         elif verb == "volume" and args[1] == "ls":
             return Result(0, "\n".join(sorted(self.volumes)), "", 0.0)
+        elif verb == "volume" and args[1] == "inspect":
+            found = [{"Name": v, "Labels": self.volume_labels.get(v) or None} for v in args[2:] if v in self.volumes]
+            missing = [v for v in args[2:] if v not in self.volumes]
+            return Result(1 if missing else 0, json.dumps(found),
+                          "".join("Error: no such volume %s\n" % v for v in missing), 0.0)
         elif verb == "volume" and args[1] == "create":
             self.volumes.add(args[-1])
+            self.volume_labels[args[-1]] = dict(a.split("=", 1) for a, flag in zip(args[1:], args) if flag == "--label")
         elif verb == "volume" and args[1] == "rm":
             self.volumes.discard(args[-1])
+            self.volume_labels.pop(args[-1], None)
         elif verb == "pull":
             raise EngineError("pull failed", cmd=self.describe(args), rc=1, stderr="no registry")
         return Result(0, "", "", 0.0)
@@ -84,12 +101,14 @@ class FakeEngine(EngineVerbs):
             if a == "-p":
                 host_ip, host_port, cport = args[i + 1].split(":")
                 bindings[cport] = [{"HostIp": host_ip, "HostPort": host_port}]
+        mounts = [{"Name": a.split(":")[0], "Destination": a.split(":")[1]}
+                  for a, flag in zip(args[1:], args) if flag == "-v"]
         cid = "%064d" % next(self._ids)
         image = self.images[args[-1]]
         self.containers[name] = {
             "Id": cid, "Name": "/" + name, "Image": image["Id"], "State": {"Running": False},
             "Config": {"Labels": files["--label-file"], "Env": ["%s=%s" % kv for kv in files["--env-file"].items()]},
             "HostConfig": {"PortBindings": bindings, "Privileged": "--privileged" in args},
-            "NetworkSettings": {"Ports": {}},
+            "NetworkSettings": {"Ports": {}}, "Mounts": mounts,
         }
         return cid

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import collections
+import copy
 
 import pytest
 
 from ansible_collections.perry.fleet.plugins.module_utils import layout
 from ansible_collections.perry.fleet.plugins.module_utils import workspace_spec as ws
-from ansible_collections.perry.fleet.plugins.module_utils.errors import WorkspaceError
+from ansible_collections.perry.fleet.plugins.module_utils.errors import EngineError, WorkspaceError
 from ansible_collections.perry.fleet.plugins.module_utils.workspace import Settings, WorkspaceManager, validate
 
 from .fake_engine import FakeEngine
@@ -43,7 +44,7 @@ def test_create_then_idempotent_with_one_inspect():
     eng.commands.clear()
     manager, res = converge(eng, name="alice")
     assert not manager.changed and res[0]["actions"] == []
-    assert [c["cmd"] for c in eng.commands] == ["fake inspect workspace-alice " + IMAGE]
+    assert [c["cmd"] for c in eng.commands] == ["fake inspect workspace-alice workspace-alice.perry-fleet-replaced " + IMAGE]
 
 
 def test_list_form_is_one_inspect_for_twenty():
@@ -85,7 +86,7 @@ def test_secrets_go_through_file_and_never_into_results():
 def test_check_mode_changes_nothing_and_says_what_it_would_do():
     eng = FakeEngine()
     manager, res = converge(eng, name="alice", check=True)
-    assert manager.changed and res[0]["actions"] == ["create", "start"]
+    assert manager.changed and res[0]["actions"] == ["create volume workspace-alice", "create", "start"]
     assert not eng.containers and not eng.volumes
     assert res[0]["ports"]["ssh"] is None  # nothing allocated
 
@@ -201,3 +202,184 @@ def test_a_paused_workspace_is_removed():
     pause(eng, "alice")
     _unused, res = converge(eng, name="alice", state="absent")
     assert res[0]["actions"] == ["remove container"] and "workspace-alice" not in eng.containers
+
+
+# -- issue 19: volumes are ours only by their labels ---------------------------------------------------
+def test_volumes_are_created_with_workspace_and_role_labels():
+    eng = FakeEngine()
+    converge(eng, runtime="docker", name="x")
+    assert eng.volume_labels["workspace-x"][layout.LABEL_VOLUME_ROLE] == "home"
+    assert eng.volume_labels["workspace-x-docker"] == layout.volume_labels("x", "docker")
+
+
+def test_docker_x_refuses_the_home_volume_of_x_docker():
+    eng = FakeEngine()
+    converge(eng, runtime="docker", name="x-docker")
+    with pytest.raises(WorkspaceError, match="home volume of workspace x-docker"):
+        converge(eng, runtime="docker", name="x")
+    assert "workspace-x" not in eng.containers and "workspace-x" not in eng.volumes
+
+
+def test_purge_of_x_keeps_x_dockers_volumes_and_says_so():
+    eng = FakeEngine()
+    converge(eng, name="x-docker")
+    eng.containers.pop("workspace-x-docker")  # even with no container using it
+    manager, res = converge(eng, name="x", state="absent", purge=True)
+    assert "workspace-x-docker" in eng.volumes and not manager.changed and res[0]["actions"] == []
+    assert "home volume of workspace x-docker" in res[0]["notes"][0]
+
+
+def test_volumes_of_perry_fleet_0_1_count_by_their_name_label():
+    eng = FakeEngine()
+    eng.volumes |= {"workspace-x-docker"}
+    eng.volume_labels["workspace-x-docker"] = {layout.LABEL_NAME: "x-docker", layout.LABEL_MANAGED: "true"}
+    assert layout.volume_owner("workspace-x-docker", eng.volume_labels["workspace-x-docker"]) == ("x-docker", "home")
+    with pytest.raises(WorkspaceError, match="home volume of workspace x-docker"):
+        converge(eng, runtime="docker", name="x")
+    res = converge(eng, runtime="podman", name="x-docker").results
+    assert "create" in res[0]["actions"]
+
+
+def test_an_unlabelled_volume_needs_adopt_and_is_then_purged():
+    eng = FakeEngine()
+    eng.volumes.add("workspace-z")
+    with pytest.raises(WorkspaceError, match="adopt=true"):
+        converge(eng, name="z")
+    with pytest.raises(WorkspaceError, match="adopt=true"):
+        converge(eng, name="z", check=True)
+    assert not eng.containers
+    converge(eng, name="z", adopt=True)
+    converge(eng, name="z", env={"B": "1"})  # recreate: our container mounts it, no adopt needed
+    _unused, res = converge(eng, name="z", state="absent", purge=True)
+    assert "remove volume workspace-z" in res[0]["actions"] and "workspace-z" not in eng.volumes
+
+
+def test_purge_refuses_while_another_container_uses_the_volume():
+    eng = FakeEngine()
+    converge(eng, name="y")
+    eng.containers["foreign"] = {"Id": "f", "Name": "/foreign", "State": {"Running": True}, "Config": {"Labels": {}},
+                                 "HostConfig": {}, "Mounts": [{"Name": "workspace-y", "Destination": "/data"}]}
+    with pytest.raises(WorkspaceError, match="used by container.s. foreign"):
+        converge(eng, name="y", state="absent", purge=True)
+    assert "workspace-y" in eng.containers and "workspace-y" in eng.volumes
+    assert not [c for c in eng.commands if c["cmd"].startswith(("fake rm", "fake volume rm"))]
+
+
+def test_volume_rm_is_never_forced():
+    eng = FakeEngine()
+    converge(eng, name="y")
+    converge(eng, name="y", state="absent", purge=True)
+    assert [c["cmd"] for c in eng.commands if "volume rm" in c["cmd"]] == ["fake volume rm workspace-y"]
+
+
+# -- issue 19: recreate, ports, env size, check mode, present ----------------------------------------
+def test_a_failed_recreate_puts_the_old_container_back():
+    eng = FakeEngine()
+    converge(eng, name="r")
+    old_id = eng.containers["workspace-r"]["Id"]
+    real_create = eng._create
+
+    def failing(args):
+        raise EngineError("create failed", rc=125)
+    eng._create = failing
+    with pytest.raises(EngineError, match="create failed"):
+        converge(eng, name="r", env={"A": "1"})
+    assert eng.containers["workspace-r"]["Id"] == old_id and list(eng.containers) == ["workspace-r"]
+    eng._create = real_create
+    res = converge(eng, name="r", env={"A": "1"}).results
+    assert res[0]["actions"][0] == "recreate" and list(eng.containers) == ["workspace-r"]
+
+
+def test_env_files_are_memfds_never_files_on_disk():
+    eng = FakeEngine()
+    converge(eng, name="alice", secret_env={"TOKEN": "s3cret"})
+    create = [c["cmd"] for c in eng.commands if c["cmd"].startswith("fake create")][0]
+    assert "--env-file /dev/fd/" in create and "--label-file /dev/fd/" in create
+
+
+@pytest.mark.parametrize("kw,fragment", [
+    (dict(secret_env={"BIG": "x" * 70000}), "read at most 65535"),
+    (dict(env={"A%d" % i: "y" * 9000 for i in range(8)}), "label about"),
+    (dict(workspaces=[{"name": "a", "ssh_port": 2250}, {"name": "b", "ssh_port": 2250}]), "asked for by both"),
+])
+def test_refused_before_any_volume_or_container(kw, fragment):
+    eng = FakeEngine()
+    kw.setdefault("name", None if "workspaces" in kw else "alice")
+    with pytest.raises(ValueError, match=fragment):
+        converge(eng, **kw)
+    assert not eng.containers and not eng.volumes
+
+
+def test_one_task_refuses_x_and_x_docker_under_docker_only():
+    with pytest.raises(ValueError, match="would share volume workspace-x-docker"):
+        converge(FakeEngine(), runtime="docker", workspaces=[{"name": "x"}, {"name": "x-docker"}])
+    converge(FakeEngine(), runtime="podman", workspaces=[{"name": "x"}, {"name": "x-docker"}])
+
+
+def test_present_on_a_running_workspace_places_files(monkeypatch):
+    placed = []
+    monkeypatch.setattr("ansible_collections.perry.fleet.plugins.module_utils.workspace.FilesSync.sync",
+                        lambda self, container, files, check_mode=False, inspected=None:
+                        placed.append(container) or {"count": len(files), "changed": True})
+    eng = FakeEngine()
+    converge(eng, name="alice")
+    files = [{"dest": "~/.gitconfig", "content": "x"}]
+    res = converge(eng, name="alice", state="present", files=files).results
+    assert placed == ["workspace-alice"] and res[0]["actions"] == ["place 1 file(s)"]
+    converge(eng, name="alice", state="stopped")
+    res = converge(eng, name="alice", state="present", files=files).results
+    assert placed == ["workspace-alice"] and res[0]["actions"] == []
+
+
+@pytest.mark.parametrize("state", ["stopped", "paused", "running", "missing"])
+def test_check_mode_predicts_the_run_for_every_state(state):
+    def fleet():
+        eng = FakeEngine()
+        if state != "missing":
+            converge(eng, name="alice")
+        if state == "stopped":
+            converge(eng, name="alice", state="stopped")
+        if state == "paused":
+            pause(eng, "alice")
+        return eng
+    predicted = converge(fleet(), name="alice", check=True).results
+    done = converge(fleet(), name="alice").results
+    assert predicted[0]["actions"] == done[0]["actions"] and predicted[0]["running"] == done[0]["running"]
+
+
+def test_a_recreate_killed_after_the_rename_is_finished_by_the_next_run():
+    eng = FakeEngine()
+    first = converge(eng, name="r").results
+    eng.run(["rename", "workspace-r", "workspace-r.perry-fleet-replaced"])  # killed right after the rename
+    res = converge(eng, name="r").results
+    assert res[0]["actions"] == ["restore container workspace-r.perry-fleet-replaced"]
+    assert list(eng.containers) == ["workspace-r"] and res[0]["ports"] == first[0]["ports"]
+
+
+def test_a_recreate_killed_before_the_old_container_was_removed_is_cleaned_up():
+    eng = FakeEngine()
+    converge(eng, name="r")
+    eng.run(["rename", "workspace-r", "workspace-r.perry-fleet-replaced"])
+    eng.containers["workspace-r"] = dict(copy.deepcopy(eng.containers["workspace-r.perry-fleet-replaced"]),
+                                         Name="/workspace-r", Id="new")  # the new one was created, then the run died
+    res = converge(eng, name="r").results
+    assert res[0]["actions"] == ["remove container workspace-r.perry-fleet-replaced"]
+    assert list(eng.containers) == ["workspace-r"] and eng.containers["workspace-r"]["Id"] == "new"
+
+
+def test_a_foreign_container_with_the_aside_name_is_never_touched():
+    eng = FakeEngine()
+    aside = "workspace-r.perry-fleet-replaced"
+    eng.containers[aside] = {"Id": "f", "Name": "/" + aside, "State": {"Running": True}, "Config": {"Labels": {}},
+                             "HostConfig": {}}
+    res = converge(eng, name="r").results
+    assert "workspace-r.perry-fleet-replaced" in eng.containers and "create" in res[0]["actions"]
+
+
+def test_adopt_never_takes_a_volume_labelled_for_another_workspace():
+    eng = FakeEngine()
+    converge(eng, runtime="docker", name="x-docker")
+    with pytest.raises(WorkspaceError, match="home volume of workspace x-docker"):
+        converge(eng, runtime="docker", name="x", adopt=True)
+    _unused, res = converge(eng, runtime="docker", name="x", state="absent", purge=True, adopt=True)
+    assert "workspace-x-docker" in eng.volumes and res[0]["actions"] == []
