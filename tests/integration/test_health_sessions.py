@@ -41,14 +41,16 @@ RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certifi
  && rm -rf /var/lib/apt/lists/*
 RUN useradd -m -d /home/workspace -s /bin/bash workspace
 COPY bun /usr/local/bin/bun
-COPY src /opt/perry-worker/src
+COPY src /usr/local/lib/perry/current
 COPY perry /usr/local/bin/perry
 COPY entry /usr/local/bin/hs-entry
 RUN chmod 0755 /usr/local/bin/bun /usr/local/bin/perry /usr/local/bin/hs-entry
 CMD ["/usr/local/bin/hs-entry"]
 """ % BASE_IMAGE
 
-WRAPPER = '#!/bin/sh\nexec /usr/local/bin/bun /opt/perry-worker/src/cli.js "$@"\n'
+# The sources where the worker sync puts a JS dist (/usr/local/lib/perry/current), run by the same kind of wrapper:
+# the worker's command line is then the product's (worker_process.PATTERN matches it).
+WRAPPER = '#!/bin/sh\nexec /usr/local/bin/bun /usr/local/lib/perry/current/cli.js "$@"\n'
 ENTRY = r"""#!/bin/sh
 # test entry: run the worker as workspace; PERRY_TEST_SUPERVISE=1 restarts it like the image's supervisor
 touch /tmp/perry-worker.log && chown workspace:workspace /tmp/perry-worker.log
@@ -426,7 +428,7 @@ def test_restart_on_mismatch_supervised_and_unsupervised(fleet):
     topo = fleet.topo("docker")
     for suffix, supervise in (("sup", True), ("nosup", False)):
         ws = fleet.workspace("docker", suffix, publish=False, supervise=supervise)
-        must(topo.cli("exec", ws["container"], "sed", "-i", 's/"0.1.0"/"0.1.1"/', "/opt/perry-worker/src/version.js",
+        must(topo.cli("exec", ws["container"], "sed", "-i", 's/"0.1.0"/"0.1.1"/', "/usr/local/lib/perry/current/version.js",
                       check=False), "sed version")
         # check mode: reports, changes nothing
         res = run_module("perry.fleet.perry_worker_health",
