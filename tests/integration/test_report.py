@@ -310,7 +310,7 @@ def check_dom(dom: Dom, data: dict, fleet: dict) -> None:
         assert [(f["attrs"]["data-port"], f["attrs"]["data-other"]) for f in flags] == [(str(fleet["dup_port"]), other)]
         assert text_of(flags[0]) == "port %d also used by %s" % (fleet["dup_port"], other)
     assert below(cell(dup[0], "image"), "div", "drift") and not below(cell(row[0], "image"), "div", "drift")
-    assert text_of(cell(dup[0], "limits")) == "mem 256 MiB · 64 pids"
+    assert [text_of(d) for d in below(cell(dup[0], "limits"), "div", "lim")] == ["mem 256 MiB", "64 pids"]
     assert text_of(cell(dup[0], "last")) == "-" and text_of(cell(dup[0], "uptime")) == "-"
     down = dom.find("tr", data_workspace=stopped)
     assert len(down) == 1 and "bad" in down[0]["attrs"]["class"]
