@@ -216,21 +216,25 @@ def _by_name(entries) -> dict:
     return {e["name"]: e for e in (entries or []) if isinstance(e, dict) and e.get("name") is not None}
 
 
-def _health(running: bool, h: dict, s: dict, budget: float | None) -> tuple:
-    """(healthy|unhealthy|unknown|None, reason). unknown: /health did not answer within the report's own budget,
-    but the worker answered the session listing, so it is alive: the budget, not the worker, was short."""
+def _health(running: bool, h: dict, s: dict, budget: float | None, health_error: str | None = None) -> tuple:
+    """(healthy|unhealthy|unknown|None, reason). unknown: no /health answer within the report's own budget (or the
+    health check itself failed), but the worker listed its sessions, so it is alive: the budget, not the worker,
+    was short. Without a health answer and without sessions the worker is unhealthy."""
     if not running:
         return None, None
-    if not h:
-        return "unknown", "no health answer (the health check did not run or did not return this workspace)"
     if h.get("healthy"):
         return "healthy", None
-    error = h.get("error") or "worker not healthy"
-    if s.get("ok") and not h.get("status"):
-        spent = " (%.1f s)" % budget if budget is not None else ""
+    if h and h.get("status"):
+        return "unhealthy", h.get("error") or "worker not healthy (HTTP %s)" % h.get("status")
+    spent = " of %g s" % budget if budget is not None else ""
+    if not h:
+        why = "health check failed: %s" % _one_line(health_error) if health_error else "no health answer"
+    else:
+        why = h.get("error") or "worker not healthy"
+    if s.get("ok"):
         return "unknown", "no /health answer within the report's health budget%s, but the worker listed its " \
-                          "sessions: raise perry_report_health_timeout" % spent
-    return "unhealthy", error
+                          "sessions: raise perry_report_health_timeout (%s)" % (spent, _one_line(why, 80))
+    return "unhealthy", why
 
 
 def _conflicts(rows: list) -> None:
@@ -259,7 +263,9 @@ def fleet_report_host(info, health=None, sessions=None, limits=None, images=None
     ``info``: perry_workspace_info's workspaces; ``health``: perry_worker_health's (or the workspace role's fact)
     entries; ``sessions``: perry_sessions' entries; ``limits`` / ``images``: the lines of the role's two batched
     inspects; ``options``: host, runtime, source, now (epoch seconds), budgets, expected_version, titles,
-    title_length, expected (names that should exist: the others are ``missing``), commands (of the modules)."""
+    title_length, expected (names that should exist: the others are ``missing``), commands (of the modules),
+    health_error (the health module's message when it failed as a whole: each running workspace is then unknown
+    or unhealthy by whether it listed its sessions)."""
     o = dict(options or {})
     host = str(o.get("host") or "localhost")
     now = float(o["now"]) if o.get("now") is not None else None
@@ -285,14 +291,14 @@ def fleet_report_host(info, health=None, sessions=None, limits=None, images=None
             if state in ("exited", "created", "configured", "dead", "removing", "stopping"):
                 state = "stopped"
         ports = w.get("ports") or {}
-        health_state, reason = _health(running, h, s, budgets.get("health_timeout"))
+        health_state, reason = _health(running, h, s, budgets.get("health_timeout"), o.get("health_error"))
         if state == "missing":
             reason = "no container %s on this host" % w["container"]
         elif not running:
             reason = "not running" if state != "paused" else "paused"
         details = []
-        if health_state == "unhealthy" or (health_state == "unknown" and h):
-            details.append(("health", _capped(h.get("error"))))
+        if health_state in ("unhealthy", "unknown"):
+            details.append(("health", _capped(h.get("error") or o.get("health_error"))))
             details.append(("worker log (tail)", _capped(h.get("log_tail"))))
         if running and s and not s.get("ok"):
             details.append(("sessions", _capped(s.get("error"))))

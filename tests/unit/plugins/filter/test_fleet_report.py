@@ -172,3 +172,14 @@ def test_no_environment_or_labels_are_carried():
     w["env"] = {"SECRET": "s3cret"}
     w["labels"] = {"perry.fleet.spec": "{\"env\": {\"SECRET\": \"s3cret\"}}"}
     assert "s3cret" not in json.dumps(host([w], [healthy("a")]))
+
+
+def test_a_failed_health_check_makes_rows_unknown_or_unhealthy_by_their_sessions():
+    msg = "cannot inspect the workspaces' containers: engine command timed out after 0.1 s: podman inspect ..."
+    failed = {"name": "b", "ok": False, "error": "worker unreachable via exec: connection refused"}
+    r = host([info("a"), info("b", ssh=2201, worker=7393)], [], [sessions_ok("a", []), failed], health_error=msg,
+             budgets={"health_timeout": 0.05})
+    a, b = row(r, "a"), row(r, "b")
+    assert a["health"] == "unknown" and "0.05 s" in a["reason"] and "perry_report_health_timeout" in a["reason"]
+    assert b["health"] == "unhealthy" and b["reason"].startswith("health check failed: cannot inspect")
+    assert {d["what"]: d["text"] for d in b["details"]}["health"] == msg
