@@ -287,6 +287,10 @@ def check_dom(dom: Dom, data: dict, fleet: dict) -> None:
         assert bars[agent]["attrs"]["data-count"] == str(count)
         texts = [text_of(t) for t in bars[agent]["children"] if t["tag"] == "text"]
         assert texts == [agent, str(count)], texts
+        # The value label is not clipped: it ends inside the chart (8 px per digit is generous at 12 px).
+        value = [t for t in bars[agent]["children"] if t["tag"] == "text"][1]
+        width = float(dom.find("svg", id="agent-chart")[0]["attrs"]["width"])
+        assert float(value["attrs"]["x"]) + 8 * len(str(count)) <= width, (value["attrs"], width)
     row = dom.find("tr", data_workspace=name)
     assert len(row) == 1
     assert text_of(cell(row[0], "status")).startswith("OK") and "good" in row[0]["attrs"]["class"]
