@@ -148,7 +148,7 @@ def parse_image_ids(lines) -> dict:
     """``tag tag …|id`` lines of one batched image inspect -> {tag: id without sha256:}."""
     out = {}
     for line in lines or []:
-        tags, _, image_id = str(line).strip().rpartition("|")
+        tags, _sep, image_id = str(line).strip().rpartition("|")
         image_id = image_id.strip()
         if not image_id:
             continue
@@ -416,7 +416,7 @@ def fleet_report(hosts, names=None, generated_at: str = "", runtime: str = "") -
             "chart": chart(summary["sessions_by_agent"])}
 
 
-def chart(counts: dict, bar: int = 260, row: int = 26) -> dict:
+def chart(counts: dict, bar_length: int = 260, row: int = 26) -> dict:
     """Bars of the sessions-per-agent chart, with a width that holds the longest name and the largest value."""
     char = 7.5  # px per character at 12px, generous
     label_w = int(max([len(a) for a in counts] + [4]) * char) + 8
@@ -424,10 +424,10 @@ def chart(counts: dict, bar: int = 260, row: int = 26) -> dict:
     top = max(list(counts.values()) + [1])
     bars = []
     for i, (agent, n) in enumerate(sorted(counts.items())):
-        w = round(n / top * bar, 1)
+        w = round(n / top * bar_length, 1)
         bars.append({"agent": agent, "count": n, "y": i * row + 3, "label_x": label_w - 8, "bar_x": label_w,
                      "width": max(w, 2), "value_x": label_w + max(w, 2) + 6})
-    return {"width": label_w + bar + 6 + value_w, "height": len(bars) * row + 6, "bars": bars}
+    return {"width": label_w + bar_length + 6 + value_w, "height": len(bars) * row + 6, "bars": bars}
 
 
 class FilterModule:
