@@ -88,12 +88,32 @@ def fleet():
         # The secret really is on this host (the engine keeps it in the container's config) ...
         assert secret in TOPO.cli("container", "inspect", container).stdout
         seed_sessions(container)
+        dup = hand_made_duplicate(prefix, container)
         yield {"name": name, "container": container, "secret": secret, "role_vars": role_vars, "prefix": prefix,
-               "stopped": stopped["name"]}
+               "stopped": stopped["name"], **dup}
     finally:
         for ws in (name, stopped["name"]):
             run_module("perry.fleet.perry_workspace", {"name": ws, "state": "absent", "purge": True}, TOPO, timeout=300)
         TOPO.cleanup(prefix)
+        TOPO.cli("rmi", "localhost/%sdrift:latest" % prefix, "localhost/%sempty:latest" % prefix, check=False)
+
+
+def hand_made_duplicate(prefix: str, container: str) -> dict:
+    """A stopped managed-labelled container created by hand on the SSH host port of ``container`` (as a second
+    run or an operator might), from an image name that is then re-tagged to another image (drift)."""
+    binding = TOPO.inspect(container)["HostConfig"]["PortBindings"]["22/tcp"][0]
+    address, port = binding.get("HostIp") or "0.0.0.0", int(binding["HostPort"])
+    name = prefix + "dup"
+    drift_name = "localhost/%sdrift:latest" % prefix
+    must(TOPO.cli("tag", WORKSPACE_IMAGE, drift_name, check=False), "tag")
+    must(TOPO.cli("create", "--name", "workspace-" + name, "-p", "%s:%d:22" % (address, port),
+                  "--label", "workspace.managed=true", "--label", "workspace.name=" + name,
+                  "--memory", "256m", "--pids-limit", "64", drift_name, check=False), "create the duplicate")
+    # Another image under the same name: an empty one (no labels, so nobody's image role can adopt it).
+    must(subprocess.run("tar cf - -T /dev/null | podman import - localhost/%sempty:latest" % prefix, shell=True,
+                        capture_output=True, text=True, timeout=120, check=False), "import an empty image")
+    must(TOPO.cli("tag", "localhost/%sempty:latest" % prefix, drift_name, check=False), "re-tag")
+    return {"dup": name, "dup_port": port, "dup_address": address}
 
 
 def load(directory: str) -> tuple:
@@ -112,7 +132,8 @@ def our_workspace(data: dict, name: str) -> dict:
 
 def check_report(data: dict, page: str, fleet: dict) -> dict:
     ws = our_workspace(data, fleet["name"])
-    assert ws["running"] and ws["healthy"] and ws["ok"] and ws["error"] is None, ws
+    assert ws["running"] and ws["healthy"] and ws["ok"] and ws["error"] is None and ws["reason"] is None, ws
+    assert ws["state"] == "running" and ws["health"] == "healthy" and ws["details"] == [], ws
     assert ws["container"] == fleet["container"] and ws["image"] == WORKSPACE_IMAGE and ws["image_id"]
     assert isinstance(ws["ssh_port"], int) and 2200 <= ws["ssh_port"] <= 2400, ws
     assert isinstance(ws["worker_port"], int) and 7392 <= ws["worker_port"] <= 7500, ws
@@ -120,14 +141,28 @@ def check_report(data: dict, page: str, fleet: dict) -> dict:
     assert ws["session_count"] == 2 and ws["sessions_by_agent"] == {"claude-code": 1, "codex": 1}, ws
     assert sorted(t["title"] for t in ws["newest_titles"]) == sorted([CLAUDE_TITLE, CODEX_TITLE]), ws
     assert ws["last_activity"] > 1.7e12 and re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", ws["last_activity_utc"]), ws
+    assert ws["ssh_command"] == "ssh -p %d workspace@%s" % (ws["ssh_port"], fleet["dup_address"]), ws
+    assert ws["image_drift"] is False and ws["uptime_seconds"] is not None and 0 <= ws["uptime_seconds"] < 3600, ws
+    assert ws["limits_text"], ws
     down = our_workspace(data, fleet["stopped"])
     assert not down["running"] and not down["ok"] and down["error"] == "not running", down
+    assert down["state"] == "stopped" and down["health"] is None and down["last_activity_utc"] == "-", down
     assert down["session_count"] is None and down["sessions_by_agent"] == {}, down
+    # The hand-made container: stopped, on the running workspace's SSH port (both flagged), on a drifted image.
+    dup = our_workspace(data, fleet["dup"])
+    assert dup["state"] == "stopped" and dup["ssh_port"] == fleet["dup_port"] == ws["ssh_port"], dup
+    assert {"port": ws["ssh_port"], "kind": "ssh", "workspace": fleet["name"], "other_kind": "ssh"} in dup["port_conflicts"]
+    assert [p["workspace"] for p in ws["port_conflicts"]] == [fleet["dup"]], ws
+    assert dup["image_drift"] is True and dup["image_current_id"] != dup["image_id"], dup
+    assert dup["limits"] == {"memory": 256 * 1024 * 1024, "cpus": None, "pids": 64}, dup
+    assert data["summary"]["stopped"] == len([w for w in (everything_in(data)) if w["state"] in ("stopped", "paused")]) >= 2
+    assert data["summary"]["port_conflicts"] >= 2 and data["summary"]["image_drift"] >= 1
     order = [w["name"] for w in data["hosts"][0]["workspaces"]]
     assert order.index(fleet["stopped"]) < order.index(fleet["name"]), order
     everything = [w for h in data["hosts"] for w in h["workspaces"]]
     summary = data["summary"]
-    assert summary["unhealthy"] == len([w for w in everything if not w["ok"]]) >= 1
+    assert summary["unhealthy"] == len([w for w in everything if w["health"] == "unhealthy"])
+    assert summary["unknown"] == len([w for w in everything if w["health"] == "unknown"])
     assert summary["hosts"] == len(data["hosts"]) == 1 and data["hosts"][0]["host"] == "localhost"
     assert summary["workspaces"] == len(everything)
     assert summary["healthy"] == len([w for w in everything if w["ok"]])
@@ -143,7 +178,12 @@ def check_report(data: dict, page: str, fleet: dict) -> dict:
     # Self-contained: no external stylesheet, script, image, font or link; a CSP forbids any load.
     assert not re.search(r"""(?:\bsrc|\bhref)\s*=|<link\b|@import|url\(""", page, re.I), "external reference in the page"
     assert "default-src 'none'" in page
+    assert "1970-01-01" not in page and "1970-01-01" not in json.dumps(data)
     return ws
+
+
+def everything_in(data: dict) -> list:
+    return [w for h in data["hosts"] for w in h["workspaces"]]
 
 
 # ------------------------------------------------------------------------------------- browser
@@ -211,43 +251,84 @@ def text_of(node) -> str:
     return " ".join(node["text"].split())
 
 
-def check_dom(dom: Dom, data: dict, name: str, stopped: str) -> None:
+def cell(row: dict, col: str) -> dict:
+    found = [c for c in row["children"] if c["tag"] == "td" and c["attrs"].get("data-col") == col]
+    assert len(found) == 1, (col, row["attrs"])
+    return found[0]
+
+
+def below(node: dict, tag: str | None = None, cls: str | None = None) -> list:
+    out, stack = [], list(node["children"])
+    while stack:
+        n = stack.pop(0)
+        if (tag is None or n["tag"] == tag) and (cls is None or cls in n["attrs"].get("class", "").split()):
+            out.append(n)
+        stack.extend(n["children"])
+    return out
+
+
+def check_dom(dom: Dom, data: dict, fleet: dict) -> None:
+    name, stopped = fleet["name"], fleet["stopped"]
     assert dom.find("body")[0]["attrs"].get("data-js") == "ready", "the page's script did not run"
     summary = data["summary"]
-    for key in ("hosts", "workspaces", "healthy", "unhealthy", "sessions"):
-        node = dom.find(id="sum-" + key)
+    for key in ("hosts", "workspaces", "healthy", "unhealthy", "stopped", "sessions", "port_conflicts", "image_drift"):
+        node = dom.find(id="sum-" + key.replace("_", "-"))
         assert len(node) == 1, key
         assert text_of(node[0]) == str(summary[key]) == node[0]["attrs"]["data-value"], (key, node[0], summary)
     shown = text_of(dom.find(id="summary")[0])
-    assert re.search(r"\b%d workspaces? · %d healthy · %d unhealthy · %d sessions?\b" % (
-        summary["workspaces"], summary["healthy"], summary["unhealthy"], summary["sessions"]), shown), shown
+    assert re.search(r"\b%d workspaces? · %d healthy · %d unhealthy · (%d unknown · )?%d stopped · %d sessions?\b" % (
+        summary["workspaces"], summary["healthy"], summary["unhealthy"], summary["unknown"], summary["stopped"],
+        summary["sessions"]), shown), shown
+    budgets = text_of(dom.find(id="budgets")[0])
+    assert "health 10.0 s" in budgets and "session listing 15.0 s" in budgets and "engine command 60.0 s" in budgets
     bars = {g["attrs"]["data-agent"]: g for g in dom.find("g", **{"class": "bar"})}
     assert set(bars) == set(summary["sessions_by_agent"]), (list(bars), summary)
     for agent, count in summary["sessions_by_agent"].items():
         assert bars[agent]["attrs"]["data-count"] == str(count)
         texts = [text_of(t) for t in bars[agent]["children"] if t["tag"] == "text"]
         assert texts == [agent, str(count)], texts
+        # The value label is not clipped: it ends inside the chart (8 px per digit is generous at 12 px).
+        value = [t for t in bars[agent]["children"] if t["tag"] == "text"][1]
+        width = float(dom.find("svg", id="agent-chart")[0]["attrs"]["width"])
+        assert float(value["attrs"]["x"]) + 8 * len(str(count)) <= width, (value["attrs"], width)
     row = dom.find("tr", data_workspace=name)
     assert len(row) == 1
-    cells = [c for c in row[0]["children"] if c["tag"] == "td"]
-    assert text_of(cells[0]).startswith("OK") and "good" in row[0]["attrs"]["class"]
-    assert text_of(cells[7]) == "2"
-    agents = {s["attrs"]["data-agent"]: text_of(s) for s in dom.find("span", **{"class": "agent"})
-              if s in cells[8]["children"]}
+    assert text_of(cell(row[0], "status")).startswith("OK") and "good" in row[0]["attrs"]["class"]
+    assert not below(cell(row[0], "status"), "details")
+    assert text_of(cell(row[0], "sessions")) == "2"
+    agents = {s["attrs"]["data-agent"]: text_of(s) for s in below(cell(row[0], "agents"), "span", "agent")}
     assert agents == {"claude-code": "claude-code 1", "codex": "codex 1"}, agents
-    assert CLAUDE_TITLE in text_of(cells[10]) and CODEX_TITLE in text_of(cells[10])
+    titles = text_of(cell(row[0], "titles"))
+    assert CLAUDE_TITLE in titles and CODEX_TITLE in titles
+    ws = our_workspace(data, name)
+    ssh = below(cell(row[0], "ssh"), "code", "ssh")
+    assert [text_of(c) for c in ssh] == ["ssh -p %d workspace@%s" % (ws["ssh_port"], fleet["dup_address"])]
+    assert re.match(r"^\d+[smhd]", text_of(cell(row[0], "uptime"))), text_of(cell(row[0], "uptime"))
+    # The duplicate port is flagged in red on both rows, each naming the other workspace.
+    dup = dom.find("tr", data_workspace=fleet["dup"])
+    assert len(dup) == 1 and dup[0]["attrs"]["data-status"] == "stopped"
+    for r, other in ((row[0], fleet["dup"]), (dup[0], name)):
+        c = cell(r, "ssh")
+        assert "conflict" in c["attrs"]["class"]
+        flags = below(c, "div", "portdup")
+        assert [(f["attrs"]["data-port"], f["attrs"]["data-other"]) for f in flags] == [(str(fleet["dup_port"]), other)]
+        assert text_of(flags[0]) == "port %d also used by %s" % (fleet["dup_port"], other)
+    assert below(cell(dup[0], "image"), "div", "drift") and not below(cell(row[0], "image"), "div", "drift")
+    assert [text_of(d) for d in below(cell(dup[0], "limits"), "div", "lim")] == ["mem 256 MiB", "64 pids"]
+    assert text_of(cell(dup[0], "last")) == "-" and text_of(cell(dup[0], "uptime")) == "-"
     down = dom.find("tr", data_workspace=stopped)
     assert len(down) == 1 and "bad" in down[0]["attrs"]["class"]
-    status = down[0]["children"][0]["children"]
-    assert [(n["attrs"]["class"], text_of(n)) for n in status] == [("badge bad", "STOPPED"), ("err", "not running")]
+    status = cell(down[0], "status")["children"]
+    assert [(n["attrs"]["class"], text_of(n)) for n in status] == [("badge bad", "STOPPED"), ("reason", "not running")]
     # Rows that are not OK are marked and listed first.
     for table in dom.find("table"):
         rows = [n for n in dom.all if n["tag"] == "tr" and "data-workspace" in n["attrs"] and _inside(n, table)]
-        marks = ["bad" in r["attrs"]["class"] for r in rows]
+        marks = ["good" not in r["attrs"]["class"] for r in rows]
         assert marks == sorted(marks, reverse=True), marks
         for r in rows:
-            if "bad" in r["attrs"]["class"]:
-                assert re.match(r"^(UNHEALTHY|STOPPED)", text_of(r["children"][0])), text_of(r["children"][0])
+            if "good" not in r["attrs"]["class"]:
+                assert re.match(r"^(UNHEALTHY|UNKNOWN|STOPPED|PAUSED|MISSING)", text_of(r["children"][0]))
+    assert "1970-01-01" not in text_of(dom.root)
 
 
 def _inside(node, ancestor) -> bool:
@@ -298,7 +379,7 @@ def test_report_discovered_in_browser(fleet):
     check_report(data, page, fleet)
     page_path = os.path.join(ARTIFACT_DIR, "report.html")
 
-    check_dom(rendered(page_path), data, fleet["name"], fleet["stopped"])
+    check_dom(rendered(page_path), data, fleet)
 
     # Sorting is the page's own JavaScript (#sort=<key>:<dir> runs the same code as a header click).
     for key, direction in (("name", "desc"), ("name", "asc"), ("sessions", "desc")):
@@ -310,7 +391,7 @@ def test_report_discovered_in_browser(fleet):
             names = [r["attrs"]["data-workspace"] for r in rows]
             assert names == sorted(names, reverse=direction == "desc"), names
         else:
-            counts = [float(r["children"][7]["attrs"]["data-v"]) for r in rows]
+            counts = [float(cell(r, "sessions")["attrs"]["data-v"]) for r in rows]
             assert counts == sorted(counts, reverse=True), counts
 
     shot = os.path.join(ARTIFACT_DIR, "screenshot.png")
@@ -341,3 +422,51 @@ def test_report_lists_an_unreachable_host_under_strategy_free(fleet, tmp_path):
     assert data["summary"]["hosts"] == 2 and data["summary"]["hosts_failed"] == 1
     assert our_workspace(data, fleet["name"])["session_count"] == 2
     assert 'id="sum-hosts-failed"' in page and dead["error"] in page
+
+
+def test_report_unknown_when_its_health_budget_is_short_unhealthy_when_the_worker_is_down(fleet, tmp_path):
+    """With a health budget too short for any answer, the live worker (it lists its sessions) is UNKNOWN, with the
+    budgets printed; a running workspace without a worker is UNHEALTHY with a one-line reason whose full text and
+    engine commands sit in a collapsed <details>."""
+    sick = fleet["prefix"] + "sick"
+    must(TOPO.cli("run", "-d", "--name", "workspace-" + sick, "--label", "workspace.managed=true",
+                  "--label", "workspace.name=" + sick, "--entrypoint", "sleep", WORKSPACE_IMAGE, "600", check=False),
+         "a running workspace without a worker")
+    try:
+        out_dir = str(tmp_path / "report")
+        res = ansible_playbook("playbooks/report.yml", "-e", "runtime=podman", "-e", "perry_report_dir=" + out_dir,
+                               "-e", "perry_report_health_timeout=0.05")
+        assert res.returncode == 0, res.stdout[-4000:]
+        data, page = load(out_dir)
+    finally:
+        TOPO.cli("rm", "-f", "-t", "0", "workspace-" + sick, check=False)
+    assert data["budgets"] == {"health_timeout": 0.05, "request_timeout": 15.0, "engine_timeout": 60.0}
+    live = our_workspace(data, fleet["name"])
+    assert live["health"] == "unknown" and live["status"] == "unknown" and not live["ok"], live
+    assert live["session_count"] == 2 and "perry_report_health_timeout" in live["reason"], live
+    down = our_workspace(data, sick)
+    assert down["health"] == "unhealthy" and down["running"] and down["session_count"] is None, down
+    assert down["reason"] and "\n" not in down["reason"] and len(down["reason"]) <= 162, down
+    assert {d["what"] for d in down["details"]} >= {"health", "sessions", "engine commands"}, down["details"]
+    assert "workspace-" + sick in [d for d in down["details"] if d["what"] == "engine commands"][0]["text"]
+    assert data["summary"]["unknown"] >= 1 and data["summary"]["unhealthy"] >= 1
+    assert fleet["secret"] not in page and fleet["secret"] not in json.dumps(data)
+
+    dom = rendered(os.path.join(out_dir, "report.html"))
+    assert "health 0.05 s" in text_of(dom.find(id="budgets")[0])
+    assert text_of(dom.find(id="sum-unknown")[0]) == str(data["summary"]["unknown"])
+    for ws, badge in ((fleet["name"], "UNKNOWN"), (sick, "UNHEALTHY")):
+        (row,) = dom.find("tr", data_workspace=ws)
+        status = cell(row, "status")
+        assert text_of(below(status, "span", "badge")[0]) == badge
+        (reason,) = below(status, "div", "reason")
+        assert text_of(reason) == " ".join(our_workspace(data, ws)["reason"].split())
+    (row,) = dom.find("tr", data_workspace=sick)
+    (details,) = below(cell(row, "status"), "details")
+    assert "open" not in details["attrs"], "details must be collapsed by default"
+    assert [text_of(s) for s in below(details, "summary")] == ["details"]
+    assert "workspace-" + sick in text_of(details)
+    # The live workspace's failed /health is in its details too, collapsed; its sessions are still shown.
+    (row,) = dom.find("tr", data_workspace=fleet["name"])
+    assert text_of(cell(row, "sessions")) == "2"
+    assert "1970-01-01" not in text_of(dom.root)
