@@ -326,9 +326,9 @@ def test_one_unhealthy_workspace_still_gets_the_host_report_then_fails_the_role(
     tasks = [{"name": "role", "ansible.builtin.include_role": {"name": "perry.fleet.workspace"}, "vars": role_vars}]
     first = run_playbook(tasks, extra_vars=None, timeout=900)
     assert first["rc"] == 0, first["stdout"][-3000:]
-    # Break the worker of one (its manifest still says it is current, so the sync leaves it).
-    topo.cli("exec", "-u", "root", "workspace-" + bad, "sh", "-c", "echo 'process.exit(3)' > /usr/local/lib/perry/current/cli.js")
-    topo.cli("exec", "-u", "root", "workspace-" + bad, "pkill", "-f", "(^|/)[p]erry( |/current/cli[.]js )worker serve")
+    # Freeze the worker of one: its files are intact (the sync, which restores a changed worker, leaves it), the
+    # process is alive (the image's supervisor leaves it), and it answers nothing.
+    topo.cli("exec", "-u", "root", "workspace-" + bad, "pkill", "-STOP", "-f", "(^|/)[p]erry( |/current/cli[.]js )worker serve")
     out = run_playbook(tasks, timeout=900)
     assert out["rc"] != 0
     report = [t for t in out["tasks"] if "perry_workspace_report" in (t.get("ansible_facts") or {})]
