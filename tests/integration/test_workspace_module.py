@@ -171,7 +171,8 @@ def test_worker_sync(topology, workspace_image, worker_artifacts, prefix):
     deadline = time.monotonic() + 30
     body = ""
     while time.monotonic() < deadline:
-        res = topology.cli("exec", "-u", "workspace", cname, "curl", "-s", "--max-time", "2", "http://localhost:7392/health", check=False)
+        res = topology.cli("exec", "-u", "workspace", cname, "curl", "-s", "--max-time", "2", "-H", "@/etc/perry/worker.auth",
+                           "http://localhost:7392/health", check=False)
         body = res.stdout
         if res.returncode == 0 and '"ok"' in body:
             break
