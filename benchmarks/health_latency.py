@@ -58,8 +58,15 @@ def docker0_network():
     raise RuntimeError("docker0 has no IPv4 address")
 
 
-def time_calls(transport_mod, engine, target, calls: int) -> dict:
-    client = transport_mod.Transport(engine)
+def rootless_key(user: str) -> bytes:
+    """The worker key of ``user`` (its workspaces' tokens derive from it, not from root's), read as that user."""
+    return subprocess.run(["runuser", "-u", user, "--", "sh", "-c",
+                           'cat "${XDG_STATE_HOME:-$HOME/.local/state}/perry-fleet/worker.key"'],
+                          capture_output=True, check=True, timeout=30).stdout
+
+
+def time_calls(transport_mod, engine, target, calls: int, auth=None) -> dict:
+    client = transport_mod.Transport(engine, auth=auth)
     warm = client.request(target, "/health", timeout=10)
     if not warm.ok:
         raise RuntimeError("health over %s failed: %s" % (target.transport, warm.error))
@@ -83,6 +90,10 @@ def measure_podman(topo, workspace: str, calls: int = CALLS) -> dict:
         container = "workspace-" + workspace
         data = engine.inspect([container])[container]
         label = "rootless podman" if topo.become_user else "rootful podman"
+        auth = None
+        if topo.become_user:
+            from ansible_collections.perry.fleet.plugins.module_utils.worker_auth import WorkerAuth
+            auth = WorkerAuth(key=rootless_key(topo.become_user))
         out = {}
         for wanted in ("exec", "published"):
             target = tr.select_target(workspace, container, data, wanted, "podman", engine)
@@ -90,7 +101,7 @@ def measure_podman(topo, workspace: str, calls: int = CALLS) -> dict:
                 raise RuntimeError("%s was not usable: %s" % (wanted, target.fallback))
             if wanted == "published" and target.host != "127.0.0.1":
                 raise RuntimeError("published target is not loopback: %s" % target.host)
-            row = time_calls(tr, engine, target, calls)
+            row = time_calls(tr, engine, target, calls, auth=auth)
             row["where"] = "127.0.0.1:%d" % target.port if wanted == "published" else "exec curl localhost:7392"
             out["%s (%s)" % (wanted, label)] = row
         return out
