@@ -134,8 +134,10 @@ class WorkerSync:
     def probe(self, container: str) -> tuple:
         """(container arch, installed manifest line, whether the installed entry is intact) in one exec. Root
         reads only root-owned paths here; the manifest is read non-blocking and bounded all the same."""
-        script = ("uname -m; dd if=%s iflag=nonblock,nofollow bs=256 count=1 status=none 2>/dev/null | head -n 1; echo; "
-                  "if %s; then echo intact; else echo broken; fi" % (MANIFEST, self._intact_test()))
+        # One line each, whether or not the manifest ends with a newline ($(...) strips it, printf adds one).
+        script = ("uname -m; printf '%%s\\n' \"$(dd if=%s iflag=nonblock,nofollow bs=256 count=1 status=none "
+                  "2>/dev/null | head -n 1)\"; if %s; then echo intact; else echo broken; fi"
+                  % (MANIFEST, self._intact_test()))
         res = self.engine.run(exec_argv(container, _sh(script), "root"), timeout=self.timeout)
         lines = res.stdout.splitlines() + ["", "", ""]
         return lines[0].strip(), lines[1].strip(), lines[2].strip() == "intact"

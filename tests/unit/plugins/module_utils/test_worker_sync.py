@@ -145,3 +145,26 @@ def test_a_remote_engine_never_reads_this_hosts_paths(tmp_path):
     inspected = upper_dir_with_manifest(tmp_path, "binary " + art.digest)
     result = WorkerSync(engine, art, timeout=5).sync("c", inspected=inspected, check_mode=True)
     assert result["changed"] is True and len(engine.calls) == 1
+
+
+def test_probe_reads_one_line_per_answer_whatever_the_manifest_ends_with(tmp_path):
+    """The probe's shell output is arch, manifest, intact: a manifest written with a trailing newline (as the sync
+    writes it) must not push 'intact' to a fourth line (it did, and every remote-engine run 'restored' the worker)."""
+    import subprocess
+    import types
+    from ansible_collections.perry.fleet.plugins.module_utils import worker_sync as m
+    seen = {}
+
+    class Recorder:
+        def run(self, argv, timeout=None, **kw):
+            seen["script"] = argv[-1]
+            return types.SimpleNamespace(stdout="", rc=0)
+
+    sync = m.WorkerSync(Recorder(), types.SimpleNamespace(kind="dist", digest="d" * 64, entry_size=5, arch=None), 5)
+    sync.probe("c")
+    manifest = tmp_path / "MANIFEST"
+    for content in ("dist abc\n", "dist abc"):
+        manifest.write_text(content)
+        out = subprocess.run(["sh", "-c", seen["script"].replace(m.MANIFEST, str(manifest))],
+                             capture_output=True, text=True, timeout=10, check=False).stdout
+        assert out.splitlines()[1:] == ["dist abc", "broken"], out
