@@ -79,6 +79,20 @@ def ok(result):
     return result
 
 
+# Linux carries a process's peak RSS across fork and exec, so a module forked straight from this (by then large)
+# pytest process would report pytest's size. A small launcher forks the module instead and reports its peak.
+LAUNCHER = r"""
+import json, os, sys
+peak_fd = int(sys.argv[1])
+pid = os.fork()
+if pid == 0:
+    os.close(peak_fd)
+    os.execv(sys.executable, [sys.executable] + sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+os.write(peak_fd, json.dumps({"status": status, "maxrss_kib": usage.ru_maxrss}).encode())
+"""
+
+
 def measured(module: str, args: dict, timeout: float = 180) -> tuple:
     """(result, peak RSS in MiB, bytes of JSON printed) of the module run as its own process."""
     payload = {"ANSIBLE_MODULE_ARGS": args}
@@ -86,25 +100,25 @@ def measured(module: str, args: dict, timeout: float = 180) -> tuple:
         json.dump(payload, fh)
         path = fh.name
     try:
-        with tempfile.TemporaryFile() as out:
-            proc = subprocess.Popen([sys.executable, "-m", "ansible_collections.perry.fleet.plugins.modules."
-                                     + module.split(".")[-1], path], stdout=out, stderr=subprocess.DEVNULL,
-                                    env=dict(os.environ, PYTHONPATH=COLLECTIONS), cwd="/")
-            deadline = time.monotonic() + timeout
-            while True:
-                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    break
-                if time.monotonic() > deadline:
-                    proc.kill()
-                    raise AssertionError("%s did not finish within %s s" % (module, timeout))
-                time.sleep(0.05)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as peak:
+            proc = subprocess.Popen([sys.executable, "-S", "-c", LAUNCHER, str(peak.fileno()), "-m",
+                                     "ansible_collections.perry.fleet.plugins.modules." + module.split(".")[-1], path],
+                                    stdout=out, stderr=subprocess.DEVNULL, pass_fds=(peak.fileno(),),
+                                    env=dict(os.environ, PYTHONPATH=COLLECTIONS), cwd="/", start_new_session=True)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+                raise AssertionError("%s did not finish within %s s" % (module, timeout))
             out.seek(0)
             text = out.read().decode()
+            peak.seek(0)
+            maxrss_kib = json.loads(peak.read().decode())["maxrss_kib"]
     finally:
         os.unlink(path)
     result = json.loads(text.strip().splitlines()[-1])
-    return result, usage.ru_maxrss / 1024.0, len(text)
+    return result, maxrss_kib / 1024.0, len(text)
 
 
 class Fleet:
@@ -311,7 +325,9 @@ def test_a_token_the_host_did_not_derive_gets_401_with_what_to_do(fleet):
                "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n') > /etc/perry/worker.auth && "
                "pkill -f '" + PATTERN + "'", user="root")
     try:
-        time.sleep(3)  # the supervisor restarts the worker with the new token
+        # wait for the supervisor to restart the worker with the new token (exec sends the container's own file);
+        # a fixed sleep was too short on a loaded CI machine (status 0: nothing answered yet)
+        fleet.healthy([c], transport="exec")
         direct = "published" if fleet.topo.runtime == "podman" else "http"
         r = run_module_direct(HEALTH, fleet.args(name=c, transport=direct, timeout=8))[0]
         w = r["workspaces"][0]
