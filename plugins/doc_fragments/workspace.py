@@ -46,8 +46,12 @@ options:
     default: {}
   secret_env:
     description:
-    - Secret environment (API keys, tokens). Same path into the container as O(env) but never shown in results, diffs or
-      logs; the image's entrypoint writes these keys to a 0600 file instead of C(/etc/environment).
+    - 'Secret environment (API keys, tokens): written in place as C(~/.config/perry/secrets.env) (mode 0600, owned by the
+      workspace user), which the image''s login and interactive shells load. Never in the container''s engine config (C(inspect)
+      shows no value), the spec hash, results, diffs or logs.'
+    - 'Changing a value or a key is applied in the running container: no recreate, running processes (agents) keep their
+      environment and new shells see the new values. Removing every key leaves the last file in place; set the key to an
+      empty value instead to revoke it.'
     type: dict
     default: {}
   docker_host:

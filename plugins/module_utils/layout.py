@@ -32,6 +32,7 @@ WORKER_PORT = 7392             # inside the container
 WORKER_PORT_RANGE = (7392, 7500)
 WORKER_BIN = "/usr/local/bin/perry"
 WORKER_LOG = "/tmp/perry-worker.log"
+SECRETS_FILE = HOME + "/.config/perry/secrets.env"   # secret_env, 0600; the image's shells load it
 
 LABEL_NAME = "workspace.name"
 LABEL_MANAGED = "workspace.managed"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ansible_collections.perry.fleet.plugins.module_utils import layout
+from ansible_collections.perry.fleet.plugins.module_utils import layout, worker_auth
 from ansible_collections.perry.fleet.plugins.module_utils import workspace_spec as ws
 from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, container_state, labels, short_id
 from ansible_collections.perry.fleet.plugins.module_utils.errors import PerryError, SpecError, WorkspaceError
@@ -23,7 +23,7 @@ from ansible_collections.perry.fleet.plugins.module_utils.parallel import run_pa
 from ansible_collections.perry.fleet.plugins.module_utils.ports import DEFAULT_LOCK_PATH, HostPortLock, PortAllocator
 from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import get_profile
 from ansible_collections.perry.fleet.plugins.module_utils.worker_sync import WorkerArtifact, WorkerSync
-from ansible_collections.perry.fleet.plugins.module_utils.workspace_files import FilesSync
+from ansible_collections.perry.fleet.plugins.module_utils.workspace_files import FilesSync, secrets_file
 
 
 @dataclass
@@ -274,18 +274,26 @@ class WorkspaceManager:
 
     # -- inside running workspaces --------------------------------------------------------------
     def _sync_files(self, plans: list) -> None:
-        """Credentials and config files in each running workspace's home."""
+        """Credentials and config files, and the secret_env file, in each running workspace's home: in place, so a
+        rotated secret or an edited file never recreates the container (its running agents keep going)."""
         syncer = FilesSync(self.engine, self.settings.engine_timeout)
+        key = worker_auth.host_key() if any(p.item.get("secret_env") for p in plans) else b""
+
+        def wanted(plan):
+            files = list(plan.item["files"])
+            if plan.item.get("secret_env"):
+                files.append(secrets_file(plan.name, plan.item["secret_env"], key))
+            return sorted(files, key=lambda f: f.dest)
 
         def one(plan):
+            files = wanted(plan)
             # The files live in the home volume, which a recreate keeps: only a workspace without any container
             # yet is sure to get them (a recreated one is read through the old container's mounts).
             if self.settings.check_mode and plan.initial_state == "missing":
-                return {"count": len(plan.item["files"]), "changed": True}
-            return syncer.sync(plan.container, plan.item["files"], check_mode=self.settings.check_mode,
-                               inspected=plan.existing)
+                return {"count": len(files), "changed": True}
+            return syncer.sync(plan.container, files, check_mode=self.settings.check_mode, inspected=plan.existing)
 
-        for plan, result in self._each_running(plans, one, "placing files", lambda p: bool(p.item["files"])):
+        for plan, result in self._each_running(plans, one, "placing files", lambda p: bool(wanted(p))):
             plan.files = result
             if result["changed"]:
                 plan.actions.append("place %d file(s)" % result["count"])
@@ -366,6 +374,8 @@ class WorkspaceManager:
             })
             before, after = ws.changed_keys(plan.before, spec.public())
             out["diff"] = {"before": before, "after": after} if plan.actions else {"before": {}, "after": {}}
+            if "recreate" in plan.actions:
+                out["recreate_reasons"] = ws.recreate_reasons(plan.before, after)
         else:
             out["diff"] = {"before": {"exists": plan.before is not None}, "after": {"exists": False}} if plan.actions else {"before": {}, "after": {}}
         return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import posixpath
@@ -68,6 +69,8 @@ def normalize_dest(dest) -> str:
     norm = posixpath.normpath(path)
     if not norm.startswith(HOME + "/"):
         raise SpecError("files: dest %r is outside the workspace home %s (no '..' or other absolute paths)" % (dest, HOME))
+    if norm == layout.SECRETS_FILE:
+        raise SpecError("files: %s is written from secret_env; put those values in secret_env instead" % norm)
     return norm
 
 
@@ -94,6 +97,18 @@ def build_files(entries) -> list:
             raise SpecError("files: mode %r for %s is not an octal mode such as 0600" % (mode, dest))
         out[dest] = WorkspaceFile(dest, mode.zfill(4), data)
     return [out[k] for k in sorted(out)]
+
+
+def secrets_file(name: str, secret_env: dict, key: bytes) -> WorkspaceFile:
+    """secret_env as the 0600 file the image's shells source (written in place, never through the engine's config).
+
+    The key-id line is a host-keyed HMAC, so the file's digest (in the manifest and in results) cannot be tested
+    against guessed secret values offline."""
+    key_id = hmac.new(key, b"perry.fleet secret_env file\0" + name.encode(), hashlib.sha256).hexdigest()[:32]
+    lines = ["# Written by perry.fleet from secret_env; loaded by login and interactive shells. Do not share.",
+             "# key-id %s" % key_id]
+    lines += ["%s=%s" % (k, shlex.quote(v)) for k, v in sorted(secret_env.items())]
+    return WorkspaceFile(layout.SECRETS_FILE, "0600", ("\n".join(lines) + "\n").encode())
 
 
 def manifest_digest(files) -> str:

@@ -103,8 +103,12 @@ WORKSPACE_OPTIONS = (
         "kept in the C(perry.fleet.spec) label); longer is refused before anything is created.",),
         default={}),
     Option("secret_env", "dict", (
-        "Secret environment (API keys, tokens). Same path into the container as O(env) but never shown in results, "
-        "diffs or logs; the image's entrypoint writes these keys to a 0600 file instead of C(/etc/environment).",),
+        "Secret environment (API keys, tokens): written in place as C(~/.config/perry/secrets.env) (mode 0600, owned "
+        "by the workspace user), which the image's login and interactive shells load. Never in the container's "
+        "engine config (C(inspect) shows no value), the spec hash, results, diffs or logs.",
+        "Changing a value or a key is applied in the running container: no recreate, running processes (agents) "
+        "keep their environment and new shells see the new values. Removing every key leaves the last file in "
+        "place; set the key to an empty value instead to revoke it.",),
         default={}, no_log=True),
     Option("docker_host", "str", (
         "Engine URL forwarded into a O(runtime=podman) workspace as C(DOCKER_HOST), for example "
@@ -372,12 +376,9 @@ class WorkspaceSpec:
 
     def container_env(self) -> dict:
         """The environment the container gets (through a 0600 env file, never argv)."""
-        env = dict(self.env)
-        env.update(self.secret_env)
+        env = dict(self.env)   # secret_env is not here: it is a file written in place (workspace_files.secrets_file)
         if self.profile.forward_docker_host and self.docker_host:
             env["DOCKER_HOST"] = self.docker_host
-        if self.secret_env:
-            env[SECRET_KEYS_ENV] = ",".join(sorted(self.secret_env))
         # The worker's token (worker_auth.py); not in the spec hash: it is a function of the name and the host key.
         env[worker_auth.TOKEN_ENV] = worker_auth.token(self.name, worker_auth.host_key())
         return env
@@ -391,7 +392,6 @@ class WorkspaceSpec:
             "privileged": self.privileged,
             "hostname": self.name if self.profile.set_hostname else None,
             "env": dict(sorted(self.env.items())),
-            "secret_env_keys": sorted(self.secret_env),
             "docker_host": self.docker_host if self.profile.forward_docker_host else None,
             "volumes": self.volumes,
             "ports": {"ssh": self.ssh_port, "worker": self.worker_port, "bind_address": self.bind_address},
@@ -399,13 +399,10 @@ class WorkspaceSpec:
         }
 
     def spec_hash(self) -> str:
-        """``v<SPEC_SCHEMA>:<sha256>`` over the spec with unset values left out, so a new option whose default
-        is unset changes no existing workspace's hash; a change of meaning bumps SPEC_SCHEMA."""
-        return "v%d:%s" % (SPEC_SCHEMA, _digest(_without_unset(self._hashed())))
-
-    def _hashed(self) -> dict:
-        # Secrets count (a rotated token must recreate the container) but only as part of a digest.
-        return {"public": self.public(), "secret_env": dict(sorted(self.secret_env.items()))}
+        """``v<SPEC_SCHEMA>:<sha256>`` over the public spec with unset values left out, so a new option whose default
+        is unset changes no existing workspace's hash; a change of meaning bumps SPEC_SCHEMA. Secrets are not in
+        it: they are applied in place, and an unsalted hash over them could be tested against guesses offline."""
+        return "v%d:%s" % (SPEC_SCHEMA, _digest(_without_unset({"public": self.public()})))
 
     def matches_hash(self, label: str | None) -> bool:
         """Whether a container's spec-hash label describes this spec, in this schema or an older one."""
@@ -413,8 +410,11 @@ class WorkspaceSpec:
             return False
         if label.startswith("v%d:" % SPEC_SCHEMA):
             return label == self.spec_hash()
-        # Schema 0 (perry.fleet 0.1.0): a bare sha256 over the whole spec, unset values included.
-        return ":" not in label and label == _digest(self._hashed())
+        # Schema 0 (perry.fleet 0.1.0): a bare sha256 over the whole spec, unset values and secret values included
+        # (its containers carry the secrets in their env, so a rotated secret still recreates them, once).
+        legacy = {"public": dict(self.public(), secret_env_keys=sorted(self.secret_env)),
+                  "secret_env": dict(sorted(self.secret_env.items()))}
+        return ":" not in label and label == _digest(legacy)
 
     def check_engine_files(self) -> None:
         """Refuse (before anything is created) an env or label line longer than the engines' files carry."""
@@ -423,6 +423,12 @@ class WorkspaceSpec:
             if size > MAX_KV_LINE:
                 raise SpecError("env %s of workspace %s is %d bytes as an env-file line; docker and podman read at most "
                                 "%d: put large values in a file (the files option) instead" % (key, self.name, size, MAX_KV_LINE))
+        for key, value in self.secret_env.items():
+            size = len(("%s=%s" % (key, value)).encode())
+            if size > MAX_KV_LINE:   # one shell line of the secrets file; a bound like env's, for the same reason
+                raise SpecError("secret_env %s of workspace %s is %d bytes as a line of its secrets file; perry.fleet "
+                                "takes at most %d: put large values in a file (the files option) instead"
+                                % (key, self.name, size, MAX_KV_LINE))
         size = len(("%s=%s" % (layout.LABEL_SPEC, self.labels()[layout.LABEL_SPEC])).encode()) + PORT_DIGITS_MARGIN
         if size > MAX_KV_LINE:
             raise SpecError("the env values of workspace %s make its %s label about %d bytes; docker and podman read at "
@@ -485,6 +491,15 @@ def spec_from_labels(labels) -> dict | None:
         return json.loads((labels or {}).get(layout.LABEL_SPEC, ""))
     except ValueError:
         return None
+
+
+def recreate_reasons(before: dict | None, changed_after: dict) -> list:
+    """Why an existing container must be recreated, in the spec's own key names."""
+    if before is None:
+        return ["not created by perry.fleet (adopted)"]
+    # A 0.1.0 container's label lists secret_env_keys: its secrets live in its engine config, so a rotation recreates.
+    reasons = sorted({"secret_env" if k == "secret_env_keys" else k for k in changed_after})
+    return reasons or ["spec hash (a changed secret_env of a perry.fleet 0.1.0 container, or a label edited by hand)"]
 
 
 def changed_keys(before: dict | None, after: dict) -> tuple:

@@ -166,6 +166,15 @@ workspaces:
       elements: str
       returned: always
       sample: [create volume workspace-alice, create, start]
+    recreate_reasons:
+      description:
+        - Why the container is (or in check mode would be) recreated, in the spec's key names (C(image_id),
+          C(env), C(ports), C(resources), ...). Only what the engine cannot change in place recreates; files and
+          O(workspaces[].secret_env) are applied in the running container.
+      type: list
+      elements: str
+      returned: when the container is recreated
+      sample: [image_id]
     runtime:
       description: Runtime profile name.
       type: str
@@ -207,7 +216,8 @@ workspaces:
       returned: always
     files:
       description:
-        - Files result (C(count), C(digest), C(changed)), null when no files were given.
+        - Files result (C(count), C(digest), C(changed)), null when no files and no secret_env were given. The
+          secret_env file counts as one file.
         - C(restored) lists managed files found deleted or changed in the workspace although its manifest was
           current (they are placed again).
       type: dict

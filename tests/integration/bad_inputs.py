@@ -346,7 +346,7 @@ CASES += [
     Case("workspace-env-label-too-long", _W, "env", "too-long", _ws(env={"A%d" % i: "y" * 9000 for i in range(8)}),
          "label about"),
     Case("workspace-secret_env-line-too-long", _W, "secret_env", "too-long", _ws(secret_env={"BIG": "s" * 70000}),
-         "read at most 65535"),
+         "takes at most 65535"),
 ]
 
 _ids = [c.id for c in CASES]

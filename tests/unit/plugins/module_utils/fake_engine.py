@@ -29,6 +29,7 @@ class FakeEngine(EngineVerbs):
         self.volume_labels = {}   # volume -> labels given at create
         self.commands = []
         self.files_seen = {}
+        self.stdin_seen = []   # what reached in-container execs on stdin (file contents travel there, never argv)
         self._ids = itertools.count(1)
 
     def describe(self, args):
@@ -45,6 +46,8 @@ class FakeEngine(EngineVerbs):
     def run(self, args, timeout=None, check=True, stdin=None, record=True, max_output=None, pass_fds=()):
         if record:
             self.commands.append({"cmd": self.describe(args)})
+        if stdin is not None:
+            self.stdin_seen.append(stdin)
         verb = args[0]
         if verb == "create":
             return Result(0, self._create(args) + "\n", "", 0.0)

@@ -74,13 +74,39 @@ def test_env_change_recreates_and_diff_shows_only_changed_keys():
     assert res[0]["diff"]["before"] == {"env": {"A": "1"}} and res[0]["diff"]["after"] == {"env": {"A": "2"}}
 
 
-def test_secrets_go_through_file_and_never_into_results():
+def _placed(eng) -> str:
+    """Every file content the fake engine's execs received on stdin, decoded (install_script's base64)."""
+    import base64
+    import re
+    blocks = re.findall(r"<<'PERRY_FLEET_EOF'\n(.*?)\nPERRY_FLEET_EOF", "".join(eng.stdin_seen), re.S)
+    return "".join(base64.b64decode(b).decode() for b in blocks)
+
+
+def test_secrets_are_a_file_in_the_workspace_never_engine_config_or_results():
     eng = FakeEngine()
     res = converge(eng, name="alice", secret_env={"TOKEN": "s3cret"}, env={"PLAIN": "v"}).results
     files = eng.files_seen["workspace-alice"]
-    assert files["--env-file"]["TOKEN"] == "s3cret" and files["--env-file"][ws.SECRET_KEYS_ENV] == "TOKEN"
-    assert "s3cret" not in repr(res) and "s3cret" not in repr(eng.commands)
-    assert "s3cret" not in files["--label-file"][layout.LABEL_SPEC]
+    assert "TOKEN" not in files["--env-file"] and ws.SECRET_KEYS_ENV not in files["--env-file"]
+    assert files["--env-file"]["PLAIN"] == "v"
+    assert "s3cret" not in repr(res) and "s3cret" not in repr(eng.commands) and "s3cret" not in repr(files)
+    assert "\nTOKEN=s3cret\n" in _placed(eng)   # on the exec's stdin, written as the workspace user
+    assert "place 1 file(s)" in res[0]["actions"]
+
+
+def test_a_rotated_secret_is_placed_in_place_without_recreate():
+    eng = FakeEngine()
+    first = converge(eng, name="alice", secret_env={"TOKEN": "old"}).results[0]
+    again = converge(eng, name="alice", secret_env={"TOKEN": "new", "MORE": "x y"}).results[0]
+    assert again["container_id"] == first["container_id"] and again["spec_hash"] == first["spec_hash"]
+    assert again["actions"] == ["place 1 file(s)"] and "recreate_reasons" not in again
+    assert "MORE='x y'\nTOKEN=new" in _placed(eng)
+
+
+def test_recreate_says_which_keys_forced_it():
+    eng = FakeEngine(images=(IMAGE, "localhost/perry:v2"))
+    converge(eng, name="alice", env={"A": "1"})
+    res = converge(eng, name="alice", image="localhost/perry:v2", env={"A": "2"}).results[0]
+    assert res["recreate_reasons"] == ["env", "image", "image_id"]
 
 
 def test_check_mode_changes_nothing_and_says_what_it_would_do():
@@ -298,7 +324,7 @@ def test_env_files_are_memfds_never_files_on_disk():
 
 
 @pytest.mark.parametrize("kw,fragment", [
-    (dict(secret_env={"BIG": "x" * 70000}), "read at most 65535"),
+    (dict(secret_env={"BIG": "x" * 70000}), "takes at most 65535"),
     (dict(env={"A%d" % i: "y" * 9000 for i in range(8)}), "label about"),
     (dict(workspaces=[{"name": "a", "ssh_port": 2250}, {"name": "b", "ssh_port": 2250}]), "asked for by both"),
 ])

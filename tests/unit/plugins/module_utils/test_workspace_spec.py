@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.perry.fleet.plugins.module_utils import layout
+from ansible_collections.perry.fleet.plugins.module_utils import workspace_files as files_mod
 from ansible_collections.perry.fleet.plugins.module_utils import workspace_spec as ws
 from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import PROFILES, get_profile
 
@@ -62,11 +63,11 @@ def test_no_env_or_label_value_on_argv():
     assert "--env-file /tmp/env" in argv and "--label-file /tmp/labels" in argv
 
 
-def test_container_env_forwards_docker_host_only_for_podman_and_names_secret_keys():
+def test_container_env_forwards_docker_host_only_for_podman_and_carries_no_secret():
     s = spec("podman", env={"A": "1"}, secret_env={"TOKEN": "t", "KEY": "k"}, docker_host="tcp://pip:2375")
     env = s.container_env()
     assert env["DOCKER_HOST"] == "tcp://pip:2375"
-    assert env[ws.SECRET_KEYS_ENV] == "KEY,TOKEN"
+    assert "TOKEN" not in env and "KEY" not in env and ws.SECRET_KEYS_ENV not in env
     assert "DOCKER_HOST" not in spec("docker", docker_host="tcp://pip:2375").container_env()
 
 
@@ -74,16 +75,25 @@ def test_public_spec_and_labels_hide_secret_values():
     s = spec("podman", secret_env={"TOKEN": "s3cret"})
     assert "s3cret" not in str(s.public())
     assert "s3cret" not in str(s.labels())
-    assert s.public()["secret_env_keys"] == ["TOKEN"]
+    assert "TOKEN" not in str(s.labels())
 
 
-def test_hash_changes_with_image_id_secret_and_ports_but_not_otherwise():
+def test_hash_changes_with_image_id_and_ports_but_not_with_secrets():
     h = spec().spec_hash()
     assert h == spec().spec_hash()
     assert h != spec(image_id="def").spec_hash()
-    assert h != spec(secret_env={"T": "1"}).spec_hash()
-    assert spec(secret_env={"T": "1"}).spec_hash() != spec(secret_env={"T": "2"}).spec_hash()
     assert h != spec(ssh_port=2201).spec_hash()
+    # secrets are applied in place (a file in the workspace): rotating one recreates nothing
+    assert h == spec(secret_env={"T": "1"}).spec_hash() == spec(secret_env={"T": "2", "U": "3"}).spec_hash()
+
+
+def test_secrets_file_is_shell_quoted_0600_and_keyed_per_host():
+    f = files_mod.secrets_file("alice", {"B": "it's $x", "A": ""}, b"k1" * 16)
+    assert f.dest == layout.SECRETS_FILE and f.mode == "0600"
+    text = f.content.decode()
+    assert text.endswith("A=''\nB='it'\"'\"'s $x'\n")
+    # the same secrets under another host key give another digest: not testable against guesses offline
+    assert f.digest != files_mod.secrets_file("alice", {"B": "it's $x", "A": ""}, b"k2" * 16).digest
 
 
 @pytest.mark.parametrize("env,fragment", [
@@ -126,14 +136,16 @@ def test_hash_is_schema_versioned_and_ignores_unset_values():
     s = spec()
     assert s.spec_hash().startswith("v%d:" % ws.SPEC_SCHEMA)
     # A future option that defaults to unset must not change the hash of today's workspaces.
-    with_new_unset_key = dict(s._hashed(), public=dict(s.public(), future_option=None))
+    with_new_unset_key = {"public": dict(s.public(), future_option=None)}
     assert ws._digest(ws._without_unset(with_new_unset_key)) == s.spec_hash().split(":")[1]
 
 
 def test_hash_of_the_previous_schema_still_matches():
-    s = spec()
-    legacy = ws._digest(s._hashed())      # perry.fleet 0.1.0 labels: bare sha256, unset values included
+    s = spec(secret_env={"T": "1"})
+    # perry.fleet 0.1.0 labels: bare sha256, unset values, secret keys and values included
+    legacy = ws._digest({"public": dict(s.public(), secret_env_keys=["T"]), "secret_env": {"T": "1"}})
     assert s.matches_hash(legacy)
+    assert not spec(secret_env={"T": "2"}).matches_hash(legacy)   # its secrets are in its env: rotating recreates
     assert s.matches_hash(s.spec_hash())
     assert not s.matches_hash(spec(image_id="def").spec_hash())
     assert not s.matches_hash(None)
