@@ -68,12 +68,17 @@ def test_root_never_follows_links_or_runs_binaries_the_user_planted(topology, wo
     as_user(topology, cname, "set -e; rm -rf ~/.config/perry ~/.ssh ~/.cfg; ln -s %s ~/.config/perry; ln -s %s ~/.ssh; "
             "ln -s %s ~/.cfg" % (TARGETS["secrets"], TARGETS["ssh"], TARGETS["files"]))
     # An operator's slip forces a worker reinstall (the probe and install run as root); the restart runs the
-    # root entrypoint again (secrets.env, authorized_keys), and new file content forces a placement.
+    # root entrypoint again (authorized_keys), and new file content forces a placement. secret_env is left out of
+    # this run (it is applied in place: leaving it out recreates nothing) and tried on its own below.
     as_root(topology, cname, "/usr/bin/rm -f /usr/local/lib/perry/MANIFEST")
-    r = ok(run_module(MODULE, dict(base, state="restarted", files=[{"dest": "~/.h3/ok.txt", "content": "two\n"}]),
-                      topology))
+    r = ok(run_module(MODULE, dict(base, secret_env={}, state="restarted",
+                                   files=[{"dest": "~/.h3/ok.txt", "content": "two\n"}]), topology))
     w = r["workspaces"][0]
     assert "restart" in " ".join(w["actions"]) and w["worker"]["changed"] and w["files"]["changed"], w["actions"]
+    # The secrets file is written as the user: through the planted ~/.config/perry -> /opt it is refused.
+    bad = run_module(MODULE, dict(base, secret_env={"H3_TOKEN": "rotated-" + prefix}), topology)
+    assert bad.get("failed") and "placing files" in bad["msg"] and "Permission denied" in bad["msg"], bad.get("msg")
+    assert "rotated-" + prefix not in json.dumps(bad)
     # A file whose parent is a link to /srv: written as the user, so the write is refused there, with a message.
     bad = run_module(MODULE, dict(base, files=[{"dest": "~/.cfg/h3-pwned", "content": "x\n"}]), topology)
     assert bad.get("failed") and "placing files" in bad["msg"] and "Permission denied" in bad["msg"], bad.get("msg")
@@ -82,7 +87,7 @@ def test_root_never_follows_links_or_runs_binaries_the_user_planted(topology, wo
     assert not [line for line in ran if line.startswith("0 ")], ran  # nothing the user planted ran as root
     assert as_user(topology, cname, "cat ~/.h3/ok.txt").stdout == "two\n"
     log = as_root(topology, cname, "cat /var/log/perry-entrypoint.log").stdout
-    assert "secrets.env as workspace FAILED" in log and "authorized_keys as workspace FAILED" in log
+    assert "authorized_keys as workspace FAILED" in log
 
 
 @pytest.mark.parametrize("topology", ["podman-rootful", "docker"], indirect=True)

@@ -210,6 +210,8 @@ def test_an_env_line_over_64k_is_refused_before_anything_is_created(prefix_any):
     image = build_workspace_image(topo)
     prefix = prefix_any(topo)
     failed(run(topo, {"name": prefix + "big", "image": image, "secret_env": {"BIG": "x" * 70000}}),
+           "perry.fleet takes at most 65535")
+    failed(run(topo, {"name": prefix + "big", "image": image, "env": {"BIG": "x" * 70000}}),
            "docker and podman read at most 65535")
     failed(run(topo, {"name": prefix + "big", "image": image,
                       "env": {"A%d" % i: "y" * 9000 for i in range(8)}}), "label about")

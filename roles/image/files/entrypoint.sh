@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # perry-entrypoint: boot a Perry workspace container (runs under tini; plain bash, no bun needed).
-#  1. container env -> /etc/environment (non-secret) and ~workspace/.config/perry/secrets.env (0600, keys named
-#     in PERRY_SECRET_ENV_KEYS); secrets are then removed from the env of everything started here
+#  1. container env -> /etc/environment (non-secret); keys named in PERRY_SECRET_ENV_KEYS (0.1.0 containers; now
+#     perry_workspace writes secrets.env in place) -> ~workspace/.config/perry/secrets.env (0600), then removed
+#     from the env of everything started here
 #  2. SSH_PUBLIC_KEY -> ~workspace/.ssh/authorized_keys
 #  3. engine: DOCKER_HOST set -> external engine, no dockerd; else start dockerd (DinD) and wait up to
 #     PERRY_DOCKERD_WAIT s (default 30). A failing dockerd is logged and the container STAYS UP (no restart loop).
@@ -88,7 +89,14 @@ write_env_files() {
   done < <(compgen -e | sort)
   chmod 0644 "$tmp" && mv -f "$tmp" /etc/environment
 
-  # Secrets: 0600 file owned by workspace, sourced by /etc/profile.d/perry-secrets.sh (login + interactive bash).
+  # Secrets: perry_workspace writes ~/.config/perry/secrets.env in place (never through the container's env). Only
+  # a container whose env names secret keys (perry.fleet 0.1.0, or a hand-made `docker run`) gets that file from
+  # here; with no keys named the file is left alone, so a restart never clobbers the secrets written in place.
+  if [ "${#SECRET[@]}" -eq 0 ]; then
+    log "env: $n_env variables -> /etc/environment"
+    return 0
+  fi
+  # 0600 file owned by workspace, sourced by /etc/profile.d/perry-secrets.sh (login + interactive bash).
   # Written by the workspace user from stdin (never argv): temporary name beside it, then renamed over it.
   for k in "${!SECRET[@]}"; do [ -n "${!k+x}" ] && n_sec=$((n_sec + 1)); done
   # shellcheck disable=SC2016  # the inner script expands its own arguments

@@ -1,5 +1,5 @@
 # shellcheck shell=sh disable=SC1091
-# perry.fleet: secret environment for the workspace user (written 0600 by the entrypoint; never in /etc/environment).
+# perry.fleet: secret environment for the workspace user (written 0600 by perry_workspace in place; never in /etc/environment).
 if [ -r "$HOME/.config/perry/secrets.env" ] && [ "$(id -u)" = "$(id -u workspace 2>/dev/null)" ]; then
   set -a
   . "$HOME/.config/perry/secrets.env"

@@ -1,0 +1,72 @@
+"""Issue 15 §4, secrets and files in place, on real engines with our image: rotating a secret or editing a file keeps
+the container and its running processes (an agent mid-task), new shells see the new values, and no secret value
+is in the engine's config (inspect) at any point.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from topology import run_module
+
+MODULE = "perry.fleet.perry_workspace"
+
+
+def ok(result):
+    assert not result.get("failed"), json.dumps({k: result.get(k) for k in ("msg", "stderr", "commands")}, indent=1)
+    return result
+
+
+def login_shell(topology, cname, script):
+    """A login shell of the workspace user (what ssh gives): it loads ~/.config/perry/secrets.env."""
+    return topology.cli("exec", "-u", "workspace", cname, "bash", "-lc", script).stdout.strip()
+
+
+def agent_pid(topology, cname):
+    out = topology.cli("exec", cname, "sh", "-c", "pgrep -f 'sleep 86399' || true").stdout.split()
+    return out[0] if out else None
+
+
+@pytest.mark.parametrize("topology", ["podman-rootful", "podman-rootless", "docker"], indirect=True)
+def test_a_rotated_secret_and_an_edited_file_keep_the_container_and_its_agent(topology, workspace_image, prefix):
+    name = prefix + "inplace"
+    cname = "workspace-" + name
+    one, two = "first-" + prefix + "value", "second-" + prefix + "value"
+    base = {"name": name, "image": workspace_image, "env": {"PLAIN_SETTING": "plain"}}
+    created = ok(run_module(MODULE, dict(base, secret_env={"AGENT_TOKEN": one},
+                                         files=[{"dest": "~/.inplace.conf", "content": "v1\n"}]), topology))
+    first = created["workspaces"][0]
+    assert login_shell(topology, cname, 'echo "$AGENT_TOKEN|$PLAIN_SETTING"') == one + "|plain"
+    # a long-running process standing in for an agent mid-task
+    topology.cli("exec", "-d", "-u", "workspace", cname, "sleep", "86399")
+    pid = agent_pid(topology, cname)
+    assert pid, "the stand-in agent did not start"
+
+    rotated = ok(run_module(MODULE, dict(base, secret_env={"AGENT_TOKEN": two, "SECOND_KEY": "k2 it's"},
+                                         files=[{"dest": "~/.inplace.conf", "content": "v2\n"}]), topology))
+    w = rotated["workspaces"][0]
+    assert rotated["changed"] and w["container_id"] == first["container_id"], w
+    assert w["actions"] == ["place 2 file(s)"] and "recreate_reasons" not in w, w
+    assert agent_pid(topology, cname) == pid, "the running process did not survive the rotation"
+    assert login_shell(topology, cname, 'echo "$AGENT_TOKEN|$SECOND_KEY"; cat ~/.inplace.conf') == two + "|k2 it's\nv2"
+    mode = topology.cli("exec", cname, "stat", "-c", "%a %U", "/home/workspace/.config/perry/secrets.env").stdout.split()
+    assert mode == ["600", "workspace"]
+    inspected = topology.cli("inspect", cname).stdout
+    assert one not in inspected and two not in inspected and "AGENT_TOKEN" not in inspected
+    assert one not in json.dumps(rotated) and two not in json.dumps(rotated)
+
+    again = ok(run_module(MODULE, dict(base, secret_env={"AGENT_TOKEN": two, "SECOND_KEY": "k2 it's"},
+                                       files=[{"dest": "~/.inplace.conf", "content": "v2\n"}]), topology))
+    assert not again["changed"], again["workspaces"][0]["actions"]
+
+    # a restart runs the entrypoint again: it must leave the secrets written in place alone
+    ok(run_module(MODULE, dict(base, state="restarted", secret_env={"AGENT_TOKEN": two, "SECOND_KEY": "k2 it's"}),
+                  topology))
+    assert login_shell(topology, cname, 'echo "$AGENT_TOKEN"') == two
+
+    # what the engine cannot change in place still recreates, and says why
+    env_change = ok(run_module(MODULE, dict(base, env={"PLAIN_SETTING": "changed"},
+                                            secret_env={"AGENT_TOKEN": two}), topology))["workspaces"][0]
+    assert "recreate" in env_change["actions"] and env_change["recreate_reasons"] == ["env"], env_change
