@@ -24,6 +24,8 @@ const DIRTY_MAX = 10000; // queued paths; beyond this one full walk is cheaper a
 const RECONCILE_MS = 60000; // least time between two reconciliation walks (PERRY_WORKER_RECONCILE_MS)
 const RECONCILE_SHARE = 0.005; // a reconciliation may use at most this share of the time between two of them
 const RECONCILE_BATCH = 2000; // files stat'ed per event-loop turn, so a walk never blocks requests for long
+const BODY_CACHE_SESSIONS = 10000; // up to this many sessions the whole /sessions body is kept, ready to send
+const STREAM_CHUNK = 1000; // above it the body is streamed, this many sessions serialized at a time
 export const MAX_FILE_BYTES = 256 * 1024 * 1024; // a larger session file is skipped (counted), never read whole
 
 const under = (root, p) => (p.startsWith(root + path.sep) ? p.slice(root.length + 1).split(path.sep) : null);
@@ -77,6 +79,17 @@ const FILE_SOURCES = [
     },
   },
 ];
+
+// Each session's JSON, made once per parsed version of it: a change re-serializes one session, not the list.
+const jsonOf = new WeakMap();
+function sessionJson(pub) {
+  let j = jsonOf.get(pub);
+  if (j === undefined) {
+    j = JSON.stringify(pub);
+    jsonOf.set(pub, j);
+  }
+  return j;
+}
 
 function split(session) {
   const { source, ...pub } = session;
@@ -354,10 +367,35 @@ export class SessionIndex {
     };
   }
 
-  /** Serialized `{"sessions": [...]}` body (UTF-8 bytes), cached per generation. */
+  /**
+   * The `{"sessions": [...]}` body. Up to BODY_CACHE_SESSIONS sessions: UTF-8 bytes cached per generation,
+   * assembled from per-session JSON (a change re-serializes one session). Above: a stream serialized
+   * STREAM_CHUNK sessions at a time, so memory stays bounded by the index instead of the index plus a copy
+   * of the whole body (some 30 MiB at 50,000 sessions); the host pages anyway.
+   */
   listBody() {
+    const list = this.list();
+    if (list.length > BODY_CACHE_SESSIONS) {
+      const enc = new TextEncoder();
+      let i = 0;
+      return new ReadableStream({
+        pull(ctrl) {
+          if (i >= list.length) {
+            ctrl.enqueue(enc.encode(i === 0 ? '{"sessions":[]}' : "]}"));
+            ctrl.close();
+            return;
+          }
+          const head = i === 0 ? '{"sessions":[' : ",";
+          const part = JSON.stringify(list.slice(i, i + STREAM_CHUNK));
+          i += STREAM_CHUNK;
+          ctrl.enqueue(enc.encode(head + part.slice(1, -1)));
+        },
+      });
+    }
     if (!this.listCache || this.listCache.generation !== this.generation) {
-      this.listCache = { generation: this.generation, body: new TextEncoder().encode(JSON.stringify({ sessions: this.list() })) };
+      // the same bytes as JSON.stringify({sessions: list})
+      const body = '{"sessions":[' + list.map(sessionJson).join(",") + "]}";
+      this.listCache = { generation: this.generation, body: new TextEncoder().encode(body) };
     }
     return this.listCache.body;
   }

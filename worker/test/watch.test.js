@@ -149,3 +149,22 @@ describe("watch mode, real worker", () => {
     expect(await new Response(proc.stderr).text()).toContain("PERRY_WORKER_RECONCILE_MS");
   });
 });
+
+describe("the /sessions body", () => {
+  test("cached bytes equal JSON.stringify of the list; above 10,000 sessions it is streamed, same JSON", async () => {
+    const home = mkHome();
+    for (let i = 0; i < 3; i++) writeFile(path.join(proj(home), `s${i}.jsonl`), jsonl(claudeUser(`p${i}`)));
+    const idx = new SessionIndex({ home });
+    idx.scan();
+    expect(new TextDecoder().decode(idx.listBody())).toBe(JSON.stringify({ sessions: idx.list() }));
+    // a large index, built in memory (the stream path only depends on the size of the list)
+    const many = Array.from({ length: 10001 }, (_, i) => ({ id: `m${String(i).padStart(5, "0")}`, agentType: "claude", title: "t", directory: "d", filePath: "", messageCount: 1, firstPrompt: null, lastActivity: 1 }));
+    idx.byId = new Map(many.map((pub) => [pub.id, { pub }]));
+    idx.generation++;
+    const body = idx.listBody();
+    expect(body).toBeInstanceOf(ReadableStream);
+    const text = await new Response(body).text();
+    expect(text).toBe(JSON.stringify({ sessions: idx.list() }));
+    expect(JSON.parse(text).sessions.length).toBe(10001);
+  });
+});
