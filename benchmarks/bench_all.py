@@ -63,7 +63,7 @@ def sessions_bench(sessions: int = 5000, modes: str = "watch,stat-walk,full-resc
         if line.startswith("ratio full-rescan / "):
             out["ratio_lines"].append(line.strip())
             mode = line.split("/", 1)[1].split(":", 1)[0].strip()
-            nums = dict(kv.strip().split(" ", 1) for kv in line.split(":", 1)[1].split(","))
+            nums = dict(kv.strip().rsplit(" ", 1) for kv in line.split(":", 1)[1].split(","))
             out["ratios"][mode] = {k: float(v.rstrip("x")) for k, v in nums.items()}
         if line.startswith("seeded "):
             out["seed_line"] = line.strip()
@@ -77,11 +77,11 @@ def sessions_bench(sessions: int = 5000, modes: str = "watch,stat-walk,full-resc
 def sessions_parts() -> dict:
     """The issue-16 worker figures: 5,000 sessions in every mode (idle CPU over 60 s in watch mode), then
     50,000 sessions in watch mode (peak RSS)."""
-    return {"5000": sessions_bench(5000), "50000": sessions_bench(50000, modes="watch", idle_s=0, calls=10)}
+    return {"at_5000": sessions_bench(5000), "at_50000": sessions_bench(50000, modes="watch", idle_s=0, calls=10)}
 
 
 def sessions_verdict(sb: dict) -> str:
-    r = (sb.get("5000") or {}).get("ratios", {}).get("watch")
+    r = (sb.get("at_5000") or {}).get("ratios", {}).get("watch")
     if not r:
         return "no watch-mode ratio measured"
     ok = r["median"] >= SESSIONS_TARGET and r["p95"] >= SESSIONS_TARGET
@@ -230,6 +230,11 @@ def _save(fig, outdir, name):
 
 
 # ------------------------------------------------------------------------------------------ report
+def _int_keys(obj: dict) -> dict:
+    """JSON made the N keys of by_n strings; the parts index them by int."""
+    return {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in obj.items()}
+
+
 def measured_note(results: dict, key: str) -> str:
     """Where a partial run (--parts) re-measured a part: when, at what load, on which commit."""
     m = (results.get("measured") or {}).get(key)
@@ -344,8 +349,8 @@ def render(results: dict, pngs: list) -> tuple:
                   "and its count checked outside the timed part. \"1 file changed\" appends to one session before "
                   "each call and times until a GET shows it. Idle CPU: utime+stime of the watch-mode worker over the "
                   "stated seconds with no change.%s\n" % measured_note(results, "sessions"))
-        for size in sorted(k for k in sb if k.isdigit()):
-            part = sb[size]
+        for key in sorted((k for k in sb if str(k).startswith("at_")), key=lambda k: int(k[3:])):
+            part, size = sb[key], key[3:]
             if "error" in part or not part.get("rows"):
                 continue
             md.append("### %s sessions\n" % format(int(size), ","))
@@ -443,7 +448,7 @@ def main() -> None:
     previous = {}
     if partial and os.path.exists(os.path.join(outdir, "results.json")):
         with open(os.path.join(outdir, "results.json")) as fh:
-            previous = json.load(fh)
+            previous = json.load(fh, object_hook=_int_keys)
     measured = dict(previous.get("measured") or {})
 
     def stamp(key):
