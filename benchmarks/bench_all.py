@@ -295,10 +295,9 @@ def render(results: dict, pngs: list) -> tuple:
             txt.append("converge + health, %s (median of %d interleaved reps)\n%s\n"
                        % (name, reps, stats.text_table(anchor_converge.HEADER, rows)))
         n10 = [(name, res["by_n"][max(res["sizes"])]["ratio"]) for name, res in conv.items()]
-        md.append("Ratio perry/anchor at N=%d: %s (target <= %.2f, issue 16).\n" % (
-            max(next(iter(conv.values()))["sizes"]), ", ".join("%s **%.2f** (%s)" % (k, v, "met" if v <= CONVERGE_TARGET
-                                                                                   else "missed") for k, v in n10),
-            CONVERGE_TARGET))
+        verdicts = ", ".join("%s **%.2f** (%s)" % (k, v, "met" if v <= CONVERGE_TARGET else "missed") for k, v in n10)
+        md.append("Ratio perry/anchor at N=%d: %s (target <= %.2f, issue 16).\n"
+                  % (max(next(iter(conv.values()))["sizes"]), verdicts, CONVERGE_TARGET))
         txt.append("converge + health ratio perry/anchor at N=max: " + ", ".join(
             "%s %.2f (%s)" % (k, v, "met" if v <= CONVERGE_TARGET else "MISSED") for k, v in n10) +
             " (target <= %.2f)\n" % CONVERGE_TARGET)
@@ -354,8 +353,8 @@ def render(results: dict, pngs: list) -> tuple:
             if "error" in part or not part.get("rows"):
                 continue
             md.append("### %s sessions\n" % format(int(size), ","))
-            md.append("%s; %s; load average at start %s\n" % (part.get("seed_line", ""), part.get("bun_line", ""),
-                                                            " / ".join("%.2f" % x for x in part["loadavg_at_start"])))
+            load = " / ".join("%.2f" % x for x in part["loadavg_at_start"])
+            md.append("%s; %s; load average at start %s\n" % (part.get("seed_line", ""), part.get("bun_line", ""), load))
             header = part["header"]
             srows = [[r.get(h, "") for h in header] for r in part["rows"]]
             md.append(stats.markdown_table(header, srows))

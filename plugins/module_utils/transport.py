@@ -23,7 +23,9 @@ Selection happens once per task from one batched ``inspect`` (resolve_targets); 
 profile, and on a profile that publishes the worker port (podman) it takes ``published`` whenever the engine is
 local and the port is published (0.9 ms instead of about 120 ms for an exec), exec otherwise. A 401 on that
 automatic choice (a token the host did not derive) is retried once over exec, which sends the workspace's own
-token file as before, and the target stays on exec with the 401 recorded as its ``fallback``. Direct requests never use proxies and are bounded by a socket timeout plus a watchdog that shuts the
+token file as before, and the target stays on exec with the 401 recorded as its ``fallback``.
+
+Direct requests never use proxies and are bounded by a socket timeout plus a watchdog that shuts the
 socket down at the deadline, so a server that trickles bytes cannot stretch the bound either; they send the
 workspace's token (worker_auth.py) and read at most ``max_bytes`` of the body. An answer cut at the cap is a failure
 that says so (``truncated``), never a partial success.

@@ -460,7 +460,10 @@ def test_engine_stalling_after_inspect_is_bounded_on_every_transport(fleet, tmp_
     took = task_seconds(res)
     print("engine stalled after inspect, %s %s%s: task %.3f s" % (module, requested, " frozen" if frozen else "", took))
     w = res["workspaces"][0]
-    assert took <= 4.0, "task took %.2f s" % took
+    # health: one deadline for the task; sessions over exec: the host kills a stalled exec at request_timeout +
+    # EXEC_GRACE (1 s), so that request alone may take 4 s
+    limit = 5.0 if requested == "exec" and not health else 4.0
+    assert took <= limit, "task took %.2f s" % took
     if requested == "exec":
         assert res.get("failed") and w["transport"] == "exec", w
         assert "did not finish the exec" in res["msg"] or "did not finish the exec" in str(w.get("error")), res["msg"]
