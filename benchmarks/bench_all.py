@@ -34,11 +34,21 @@ BAD_INPUT_BUDGET = 120  # seconds ("under ~2 minutes"); over this the pytest run
 
 
 # ------------------------------------------------------------------------------------------ parts
-def sessions_bench() -> dict:
+SESSIONS_TARGET = 50.0   # issue 16: GET /sessions at 5,000 sessions >= 50x faster than the full rescan, p95 included
+CONVERGE_TARGET = 0.15   # issue 16: converge + health N=10, perry.fleet / anchor
+PARTS = ("converge", "create", "sessions", "bad-inputs")
+
+
+def sessions_bench(sessions: int = 5000, modes: str = "watch,stat-walk,full-rescan", idle_s: int = 60,
+                   calls: int = 30) -> dict:
+    """worker/bench/sessions_bench.js at one size: its table rows and ratio lines, parsed."""
     bun = os.environ.get("BUN") or "bun"
     start = time.monotonic()
-    proc = common.run([bun, "bench/sessions_bench.js"], 600, cwd=os.path.join(common.REPO, "worker"))
-    out = {"seconds": time.monotonic() - start, "stdout": proc.stdout, "rows": []}
+    env = dict(os.environ, BENCH_SESSIONS=str(sessions), BENCH_MODES=modes, BENCH_IDLE_S=str(idle_s),
+               BENCH_CALLS=str(calls))
+    proc = common.run([bun, "bench/sessions_bench.js"], 900, cwd=os.path.join(common.REPO, "worker"), env=env)
+    out = {"seconds": time.monotonic() - start, "stdout": proc.stdout, "rows": [], "sessions": sessions,
+           "loadavg_at_start": list(os.getloadavg()), "ratios": {}, "ratio_lines": []}
     header = None
     for line in proc.stdout.splitlines():
         if not line.startswith("|") or set(line) <= set("|- "):
@@ -50,8 +60,11 @@ def sessions_bench() -> dict:
             out["rows"].append(dict(zip(header, cells)))
         out["header"] = header
     for line in proc.stdout.splitlines():
-        if line.startswith("ratio full-rescan / incremental"):
-            out["ratio_line"] = line.strip()
+        if line.startswith("ratio full-rescan / "):
+            out["ratio_lines"].append(line.strip())
+            mode = line.split("/", 1)[1].split(":", 1)[0].strip()
+            nums = dict(kv.strip().rsplit(" ", 1) for kv in line.split(":", 1)[1].split(","))
+            out["ratios"][mode] = {k: float(v.rstrip("x")) for k, v in nums.items()}
         if line.startswith("seeded "):
             out["seed_line"] = line.strip()
         if line.startswith("bun "):
@@ -59,6 +72,21 @@ def sessions_bench() -> dict:
     if not out["rows"]:
         raise RuntimeError("sessions_bench printed no table:\n" + proc.stdout[-2000:] + proc.stderr[-2000:])
     return out
+
+
+def sessions_parts() -> dict:
+    """The issue-16 worker figures: 5,000 sessions in every mode (idle CPU over 60 s in watch mode), then
+    50,000 sessions in watch mode (peak RSS)."""
+    return {"at_5000": sessions_bench(5000), "at_50000": sessions_bench(50000, modes="watch", idle_s=0, calls=10)}
+
+
+def sessions_verdict(sb: dict) -> str:
+    r = (sb.get("at_5000") or {}).get("ratios", {}).get("watch")
+    if not r:
+        return "no watch-mode ratio measured"
+    ok = r["median"] >= SESSIONS_TARGET and r["p95"] >= SESSIONS_TARGET
+    return ("full rescan / watch at 5,000 sessions: median %.1fx, p95 %.1fx (target >= %.0fx, p95 included): %s"
+            % (r["median"], r["p95"], SESSIONS_TARGET, "met" if ok else "MISSED"))
 
 
 def _field(case, name):
@@ -202,6 +230,20 @@ def _save(fig, outdir, name):
 
 
 # ------------------------------------------------------------------------------------------ report
+def _int_keys(obj: dict) -> dict:
+    """JSON made the N keys of by_n strings; the parts index them by int."""
+    return {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in obj.items()}
+
+
+def measured_note(results: dict, key: str) -> str:
+    """Where a partial run (--parts) re-measured a part: when, at what load, on which commit."""
+    m = (results.get("measured") or {}).get(key)
+    if not m:
+        return ""
+    return (" **Re-measured on its own** (`benchmarks/run --parts ...`) on %s, load average at start %s, collection "
+            "at `%s`." % (m["date"], " / ".join("%.2f" % x for x in m["loadavg"]), m["commit"][:12]))
+
+
 def render(results: dict, pngs: list) -> tuple:
     """(markdown, stdout text)."""
     md, txt = [], []
@@ -218,6 +260,11 @@ def render(results: dict, pngs: list) -> tuple:
          % (results["git"]["commit"][:12], results["git"]["subject"])],
     ]))
     md.append("")
+    if results.get("measured"):
+        prev = results.get("previous_run") or {}
+        md.append("**Partial run** (`benchmarks/run --parts ...`): the parts marked \"re-measured\" below were measured "
+                  "again (%s); every other figure is from the full run of %s (collection `%s`).\n"
+                  % (", ".join(sorted(results["measured"])), prev.get("date"), (prev.get("commit") or "")[:12]))
     for fail in results.get("failures", []):
         md.append("**Phase `%s` failed (attempt %d)**: `%s`\n" % (fail["phase"], fail["attempt"], fail["error"][:600].replace("`", "'")))
     conv = {k: v for k, v in (results.get("converge") or {}).items() if "error" not in v}
@@ -235,6 +282,9 @@ def render(results: dict, pngs: list) -> tuple:
                   % (max(next(iter(conv.values()))["sizes"]), reps))
         for name, res in conv.items():
             md.append("### %s\n" % name)
+            note = measured_note(results, "converge:" + name)
+            if note:
+                md.append(note.strip() + "\n")
             rows = anchor_converge.table_rows(res)
             md.append(stats.markdown_table(anchor_converge.HEADER, rows))
             setup = res["setup"]
@@ -245,9 +295,12 @@ def render(results: dict, pngs: list) -> tuple:
             txt.append("converge + health, %s (median of %d interleaved reps)\n%s\n"
                        % (name, reps, stats.text_table(anchor_converge.HEADER, rows)))
         n10 = [(name, res["by_n"][max(res["sizes"])]["ratio"]) for name, res in conv.items()]
-        md.append("Ratio perry/anchor at N=%d: %s (target <= 0.25).\n" % (
-            max(next(iter(conv.values()))["sizes"]), ", ".join("%s **%.2f**" % (k, v) for k, v in n10)))
-        txt.append("ratio at N=max: " + ", ".join("%s %.2f" % kv for kv in n10) + "\n")
+        verdicts = ", ".join("%s **%.2f** (%s)" % (k, v, "met" if v <= CONVERGE_TARGET else "missed") for k, v in n10)
+        md.append("Ratio perry/anchor at N=%d: %s (target <= %.2f, issue 16).\n"
+                  % (max(next(iter(conv.values()))["sizes"]), verdicts, CONVERGE_TARGET))
+        txt.append("converge + health ratio perry/anchor at N=max: " + ", ".join(
+            "%s %.2f (%s)" % (k, v, "met" if v <= CONVERGE_TARGET else "MISSED") for k, v in n10) +
+            " (target <= %.2f)\n" % CONVERGE_TARGET)
         if "converge_vs_n.png" in pngs:
             md.append("![converge seconds vs N](converge_vs_n.png)\n")
     lat = results.get("latency")
@@ -288,12 +341,31 @@ def render(results: dict, pngs: list) -> tuple:
     sb = results.get("sessions")
     if sb and "error" not in sb:
         md.append("## 4. Worker session listing (worker/bench/sessions_bench.js)\n")
-        md.append("`cd worker && $BUN bench/sessions_bench.js`: %s; %s\n" % (sb.get("seed_line", ""), sb.get("bun_line", "")))
-        header = sb["header"]
-        md.append(stats.markdown_table(header, [[r.get(h, "") for h in header] for r in sb["rows"]]))
-        md.append("\n%s\n" % sb.get("ratio_line", ""))
-        srows = [[r.get(h, "") for h in header] for r in sb["rows"]]
-        txt.append("worker session listing\n%s\n%s\n" % (stats.text_table(header, srows), sb.get("ratio_line", "")))
+        md.append("`cd worker && $BUN bench/sessions_bench.js` (env BENCH_SESSIONS, BENCH_MODES, BENCH_IDLE_S). "
+                  "`watch`: the default worker (watchers feed a dirty set; a GET re-checks only changed paths); "
+                  "`stat-walk`: `--no-watch` (one stat per file per GET, the worker before issue 16); `full-rescan`: "
+                  "Perry's behaviour. A GET is timed from the request to the whole body received; the body is parsed "
+                  "and its count checked outside the timed part. \"1 file changed\" appends to one session before "
+                  "each call and times until a GET shows it. Idle CPU: utime+stime of the watch-mode worker over the "
+                  "stated seconds with no change.%s\n" % measured_note(results, "sessions"))
+        for key in sorted((k for k in sb if str(k).startswith("at_")), key=lambda k: int(k[3:])):
+            part, size = sb[key], key[3:]
+            if "error" in part or not part.get("rows"):
+                continue
+            md.append("### %s sessions\n" % format(int(size), ","))
+            load = " / ".join("%.2f" % x for x in part["loadavg_at_start"])
+            md.append("%s; %s; load average at start %s\n" % (part.get("seed_line", ""), part.get("bun_line", ""), load))
+            header = part["header"]
+            srows = [[r.get(h, "") for h in header] for r in part["rows"]]
+            md.append(stats.markdown_table(header, srows))
+            md.append("")
+            for line in part.get("ratio_lines", []):
+                md.append("%s\n" % line)
+            txt.append("worker session listing, %s sessions\n%s\n%s\n" % (size, stats.text_table(header, srows),
+                                                                          "\n".join(part.get("ratio_lines", []))))
+        verdict = sessions_verdict(sb)
+        md.append("**%s.**\n" % verdict)
+        txt.append(verdict + "\n")
     bi = results.get("bad_inputs")
     md.append("## 5. Bad-input matrix\n")
     if bi is None:
@@ -346,7 +418,20 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="output directory (default benchmarks/results; quick: a temp dir)")
     parser.add_argument("--skip-bad-input-tests", action="store_true")
     parser.add_argument("--skip-bad-inputs", action="store_true")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help="comma-separated subset of %s; with a subset the other parts of the existing "
+                             "results.json are kept and the report says which parts this run re-measured" % ",".join(PARTS))
+    parser.add_argument("--topologies", default="podman-rootless,docker",
+                        help="converge topologies (podman-rootful, podman-rootless, docker)")
     args = parser.parse_args()
+    parts = [x for x in args.parts.split(",") if x]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error("unknown part(s) %s: use %s" % (", ".join(unknown), ", ".join(PARTS)))
+    conv_topos = [x for x in args.topologies.split(",") if x]
+    bad = sorted(set(conv_topos) - {"podman-rootful", "podman-rootless", "docker"})
+    if bad:
+        parser.error("unknown topology %s: use podman-rootful, podman-rootless, docker" % ", ".join(bad))
     t0 = time.monotonic()
     sizes = [1, 2] if args.quick else [1, 5, 10]
     create_sizes = [1, 3] if args.quick else [1, 5, 10, 20, 30]
@@ -358,6 +443,16 @@ def main() -> None:
                "settings": {"converge_sizes": sizes, "reps": reps, "create_sizes": create_sizes, "latency_calls": calls}}
     phases = results["phases"]
     results["failures"] = []
+    partial = set(parts) != set(PARTS) or conv_topos != ["podman-rootless", "docker"]
+    previous = {}
+    if partial and os.path.exists(os.path.join(outdir, "results.json")):
+        with open(os.path.join(outdir, "results.json")) as fh:
+            previous = json.load(fh, object_hook=_int_keys)
+    measured = dict(previous.get("measured") or {})
+
+    def stamp(key):
+        measured[key] = {"date": results["machine"]["date"], "loadavg": list(os.getloadavg()),
+                         "commit": results["git"]["commit"]}
 
     def phase(name, func, *a, **kw):
         start = time.monotonic()
@@ -384,11 +479,17 @@ def main() -> None:
 
     common.use_snapshot()
     try:
-        artifacts = phase("worker build (cached)", common.worker_artifacts)
-        topos = [TOPOLOGIES["podman-rootless"], TOPOLOGIES["docker"]]
+        need_engines = "converge" in parts or "create" in parts
+        artifacts = phase("worker build (cached)", common.worker_artifacts) if need_engines else None
+        topos = [TOPOLOGIES[n] for n in conv_topos] if "converge" in parts else []
+        if "create" in parts and TOPOLOGIES["podman-rootless"] not in topos:
+            topos.append(TOPOLOGIES["podman-rootless"])
         images = {t.name: phase("image %s (cached by hash)" % t.name, build_workspace_image, t) for t in topos}
-        results["converge"], results["latency"] = {}, {}
-        for topo in topos:
+        results["converge"] = dict(previous.get("converge") or {})
+        results["latency"] = dict(previous.get("latency") or {})
+        for topo in topos if "converge" in parts else []:
+            if topo.name not in conv_topos:
+                continue
             measure_lat = health_latency.measure_podman if topo.runtime == "podman" else health_latency.measure_docker
 
             def ready(names, topo=topo, measure_lat=measure_lat):
@@ -397,19 +498,33 @@ def main() -> None:
                 phases["health latency %s" % topo.name] = time.monotonic() - start
                 results["latency"].update(out)
                 return True
+            stamp("converge:" + topo.name)
             results["converge"][topo.name] = attempt("converge %s" % topo.name, anchor_converge.measure, topo, sizes, reps,
                                                      common.worker_for(topo, artifacts), images[topo.name], on_ready=ready)
-        rl = TOPOLOGIES["podman-rootless"]
-        results["create"] = attempt("create cost %s" % rl.name, create_cost.measure, rl, create_sizes,
-                                    common.worker_for(rl, artifacts), images[rl.name])
+        if "create" in parts:
+            rl = TOPOLOGIES["podman-rootless"]
+            stamp("create")
+            results["create"] = attempt("create cost %s" % rl.name, create_cost.measure, rl, create_sizes,
+                                        common.worker_for(rl, artifacts), images[rl.name])
+        else:
+            results["create"] = previous.get("create")
     finally:
         common.cleanup_all()
         common.drop_snapshot()
-    results["sessions"] = attempt("worker sessions bench", sessions_bench, retries=0)
-    if not args.skip_bad_inputs:
+    if "sessions" in parts:
+        stamp("sessions")
+        results["sessions"] = attempt("worker sessions bench", sessions_parts, retries=0)
+    else:
+        results["sessions"] = previous.get("sessions")
+    if "bad-inputs" in parts and not args.skip_bad_inputs:
+        stamp("bad-inputs")
         results["bad_inputs"] = attempt("bad-input matrix", bad_inputs, not args.skip_bad_input_tests, retries=0)
     else:
-        results["bad_inputs"] = None
+        results["bad_inputs"] = previous.get("bad_inputs") if "bad-inputs" not in parts else None
+    if partial:
+        results["measured"] = measured
+        results["previous_run"] = previous.get("previous_run") or {
+            "date": (previous.get("machine") or {}).get("date"), "commit": (previous.get("git") or {}).get("commit")}
     start = time.monotonic()
     pngs = plots(results, outdir)
     phases["plots"] = time.monotonic() - start

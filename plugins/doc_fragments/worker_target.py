@@ -24,7 +24,12 @@ options:
         container, bounded by C(--max-time) and a host-side kill. V(http) sends the request straight to the
         container IP, only when that IP is on a bridge this host is directly attached to and the engine is a rootful
         one on this host. V(published) uses C(127.0.0.1:<host port>) where the workspace publishes 7392 (the podman
-        profile does). V(auto) follows the runtime profile, V(http) for docker and V(exec) for podman.
+        profile does). V(auto) follows the runtime profile, V(http) for docker and for podman V(published) when the
+        engine is on this host (its CLI default or a C(unix://) socket) and the workspace publishes 7392, otherwise
+        V(exec). A remote or nested engine (C(tcp://), C(ssh://)) is always reached over V(exec).
+      - When V(auto) chose V(published) and the worker answers C(401) to this host's token (or the host key cannot
+        be read), the request is sent once more over V(exec) with the container's own token file and the workspace
+        stays on V(exec) for the task; RV(workspaces[].fallback) says why. An explicit V(published) reports the 401.
       - V(http) and V(published) fall back to V(exec) when they cannot be used safely; the fallback and its reason
         are returned in RV(workspaces[].fallback).
       - Every request carries the workspace's worker token, C(HMAC-SHA256(host key, name)); the worker answers

@@ -286,6 +286,8 @@ def query_workspace(transport: Transport, target: Target, request: SessionReques
         entry["ok"] = True
     except WorkerError as exc:
         entry["error"] = exc.msg
+    # an automatic published choice may have fallen back to exec on the way (transport.Transport._fall_back)
+    entry["transport"], entry["fallback"] = target.transport, target.fallback
     entry["count"] = len(entry["sessions"])
     return entry
 

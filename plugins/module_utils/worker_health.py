@@ -114,6 +114,7 @@ class HealthCheck:
         doc = self.last_doc
         out.update(attempts=self.requests, elapsed=round(waited.elapsed, 3), actions=self.actions,
                    restarted=self.restarted_at is not None, would_restart=self.would_restart)
+        out["fallback"] = t.fallback  # an automatic published choice may have fallen back to exec meanwhile
         if resp is not None:
             out.update(status=resp.status, transport=resp.transport)
             if resp.ok and not health_doc_problem(doc):

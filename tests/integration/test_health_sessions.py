@@ -261,10 +261,11 @@ TRANSPORT_CASES = [
     # (topology, requested transport, transport expected to be used, fallback expected)
     ("docker", "auto", "http", False),
     ("docker", "exec", "exec", False),
-    ("podman-rootless", "auto", "exec", False),
+    ("podman-rootless", "auto", "published", False),    # local engine, 7392 published on 127.0.0.1
+    ("podman-rootless", "exec", "exec", False),
     ("podman-rootless", "published", "published", False),
     ("podman-rootless", "http", "exec", True),           # rootless: never its IPs
-    ("docker-cli-podman", "auto", "exec", False),
+    ("docker-cli-podman", "auto", "published", False),  # unix:// socket: local
     ("docker-cli-podman", "published", "published", False),
     ("podman-rootful", "http", "http", False),           # podman0 10.88/16, made here
 ]
@@ -306,7 +307,7 @@ def _frozen(topo: Topology, container: str, sig: str) -> None:
 
 
 FROZEN_CASES = [("docker", "auto"), ("podman-rootless", "exec"), ("podman-rootless", "published"),
-                ("docker-cli-podman", "exec")]
+                ("podman-rootless", "auto"), ("docker-cli-podman", "exec")]
 
 
 @pytest.mark.parametrize("topo_name,requested", FROZEN_CASES, ids=["%s-%s" % c for c in FROZEN_CASES])
@@ -422,6 +423,56 @@ def test_stalled_engine_cli_fails_within_timeout_plus_one(tmp_path, module, args
     print("stalled engine, %s: task %.3f s" % (module, took))
     assert res.get("failed") and "timed out" in res["msg"], res.get("msg")
     assert took <= 3.0, "task took %.2f s" % took
+
+
+# An engine CLI that answers inspect (through the real one) and then hangs on everything else (exec, logs): the
+# engine stalls in the middle of a task. The direct transports do not need it past the inspect.
+STALL_AFTER_INSPECT = """#!/bin/sh
+case "$1" in inspect) exec %s "$@" ;; esac
+exec sleep 600
+"""
+# (requested transport, worker frozen too): exec stalls with the engine; published (what auto takes on a local
+# podman) is healthy without it, and a frozen worker there still fails within the timeout + 1 s.
+STALL_CASES = [("exec", False), ("auto", False), ("auto", True), ("published", True)]
+
+
+@pytest.mark.parametrize("module", ["perry.fleet.perry_worker_health", "perry.fleet.perry_sessions"],
+                         ids=["health", "sessions"])
+@pytest.mark.parametrize("requested,frozen", STALL_CASES,
+                         ids=["%s%s" % (c[0], "-frozen" if c[1] else "") for c in STALL_CASES])
+def test_engine_stalling_after_inspect_is_bounded_on_every_transport(fleet, tmp_path, module, requested, frozen):
+    ws = fleet.workspace("podman-rootful", "stall")
+    real = fleet.topo("podman-rootful")
+    cli = tmp_path / "podman"
+    cli.write_text(STALL_AFTER_INSPECT % shutil.which(real.engine_cli))
+    cli.chmod(0o755)
+    topo = replace(real, engine_cli=str(cli))
+    health = module.endswith("health")
+    args = {"name": ws["name"], "transport": requested}
+    args.update({"timeout": 3} if health else {"request_timeout": 3, "fail_on_error": True})
+    if frozen:
+        _frozen(real, ws["container"], "STOP")
+    try:
+        res = run_task(module, args, topo)
+    finally:
+        if frozen:
+            _frozen(real, ws["container"], "CONT")
+    took = task_seconds(res)
+    print("engine stalled after inspect, %s %s%s: task %.3f s" % (module, requested, " frozen" if frozen else "", took))
+    w = res["workspaces"][0]
+    # health: one deadline for the task; sessions over exec: the host kills a stalled exec at request_timeout +
+    # EXEC_GRACE (1 s), so that request alone may take 4 s
+    limit = 5.0 if requested == "exec" and not health else 4.0
+    assert took <= limit, "task took %.2f s" % took
+    if requested == "exec":
+        assert res.get("failed") and w["transport"] == "exec", w
+        assert "did not finish the exec" in res["msg"] or "did not finish the exec" in str(w.get("error")), res["msg"]
+    elif not frozen:
+        assert not res.get("failed"), res.get("msg")
+        assert w["transport"] == "published" and (w["healthy"] if health else w["ok"]), w
+    else:
+        assert res.get("failed") and w["transport"] == "published", w
+        assert "timed out" in str(w.get("error")), w
 
 
 def test_restart_on_mismatch_supervised_and_unsupervised(fleet):
@@ -687,12 +738,12 @@ def test_nested_engine_never_uses_container_ips(sidecar, image):
         ips = [n.get("IPAddress") for n in (inner["NetworkSettings"].get("Networks") or {}).values()]
         assert any(ip and ip.startswith("10.90.") for ip in ips), ips
         seed_sessions(topo, container)
-        for requested in ("auto", "http"):
+        for requested in ("auto", "http", "published"):
             res = run_module("perry.fleet.perry_worker_health", {"name": name, "transport": requested, "timeout": 15}, topo)
             assert not res.get("failed"), res.get("msg")
             w = res["workspaces"][0]
             assert w["healthy"] and w["transport"] == "exec", w
-            if requested == "http":
+            if requested != "auto":
                 assert "remote or nested" in w["fallback"], w
         res = run_module("perry.fleet.perry_sessions", {"name": name, "transport": "http"}, topo)
         assert not res.get("failed") and res["workspaces"][0]["ok"], res

@@ -1,13 +1,15 @@
-// GET /sessions benchmark: incremental index vs Perry-style full rescan per call.
+// GET /sessions benchmark: event-driven index (watchers) vs stat-walk per call vs Perry-style full rescan.
 //
 //   bun bench/sessions_bench.js
 //
 // Env knobs: BENCH_SESSIONS (5000), BENCH_LINES (30 JSONL lines per session),
-// BENCH_CALLS (30), BENCH_KEEP=1 keeps the temp home.
-// Seeds a temp home (80% Claude, 10% pi, 10% Codex), starts the worker twice on
-// 127.0.0.1 (random port) - once per mode - and measures GET /sessions latency
-// (median / p95), latency while one file changes before every call, startup
-// time, and peak RSS (VmHWM from /proc/<pid>/status).
+// BENCH_CALLS (30), BENCH_MODES (watch,stat-walk,full-rescan), BENCH_IDLE_S (60: idle CPU of the watch
+// mode over that many seconds, 0 skips it), BENCH_KEEP=1 keeps the temp home.
+// Seeds a temp home (80% Claude, 10% pi, 10% Codex), starts the worker once per mode on 127.0.0.1
+// (random port) and measures GET /sessions latency (median / p95: request sent to the whole body
+// received; the body is parsed and its count checked outside the timed part), latency while one file
+// changes before every call, startup time, peak RSS (VmHWM from /proc/<pid>/status) and, for watch
+// mode, the CPU the idle worker uses (utime+stime from /proc/<pid>/stat) with no change for BENCH_IDLE_S.
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -15,6 +17,9 @@ import * as path from "node:path";
 const N = Number(process.env.BENCH_SESSIONS || 5000);
 const LINES = Number(process.env.BENCH_LINES || 30);
 const CALLS = Number(process.env.BENCH_CALLS || 30);
+const MODES = (process.env.BENCH_MODES || "watch,stat-walk,full-rescan").split(",").filter(Boolean);
+const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 60);
+const CLK_TCK = 100; // USER_HZ on Linux
 const CLI = path.join(import.meta.dir, "..", "src", "cli.js");
 
 function seed(home) {
@@ -80,6 +85,12 @@ function peakRss(pid) {
   }
 }
 
+function cpuSeconds(pid) {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  const rest = f.slice(f.lastIndexOf(")") + 2).split(" "); // fields from 3 on
+  return (Number(rest[11]) + Number(rest[12])) / CLK_TCK; // utime (14) + stime (15)
+}
+
 const pct = (arr, p) => {
   const a = [...arr].sort((x, y) => x - y);
   return a[Math.min(a.length - 1, Math.max(0, Math.ceil((p / 100) * a.length) - 1))];
@@ -87,7 +98,8 @@ const pct = (arr, p) => {
 
 async function runMode(home, mode) {
   const t0 = performance.now();
-  const args = [process.execPath, CLI, "worker", "serve", "--port", "0", "--host", "127.0.0.1", "--no-watch"];
+  const args = [process.execPath, CLI, "worker", "serve", "--port", "0", "--host", "127.0.0.1"];
+  if (mode !== "watch") args.push("--no-watch");
   if (mode === "full-rescan") args.push("--full-rescan");
   const proc = Bun.spawn(args, { env: { ...process.env, PERRY_WORKER_HOME: home }, stdout: "pipe", stderr: "inherit" });
   const reader = proc.stdout.getReader();
@@ -105,25 +117,46 @@ async function runMode(home, mode) {
   const call = async () => {
     const t = performance.now();
     const r = await fetch(url);
-    const body = await r.json();
+    const raw = await r.arrayBuffer();
     const dt = performance.now() - t;
+    const body = JSON.parse(new TextDecoder().decode(raw));
     if (body.sessions.length !== N) throw new Error(`expected ${N} sessions, got ${body.sessions.length}`);
-    return dt;
+    return { dt, body };
   };
   await call(); // warm-up
   const steady = [];
-  for (let i = 0; i < CALLS; i++) steady.push(await call());
+  for (let i = 0; i < CALLS; i++) steady.push((await call()).dt);
   // one session file changes before every call (an agent appending to a live session)
   const live = path.join(home, ".claude", "projects", "-home-workspace-proj0", "claude-0.jsonl");
   const changing = [];
+  let seenChange = 0;
+  const liveCount = (body) => body.sessions.find((x) => x.id === "claude-0").messageCount;
+  let expected = liveCount((await call()).body);
   for (let i = 0; i < Math.min(CALLS, 10); i++) {
+    expected++;
     fs.appendFileSync(live, JSON.stringify({ type: "user", message: { content: `live ${mode} ${i}` } }) + "\n");
-    changing.push(await call());
+    const before = performance.now();
+    let r = await call();
+    // watch mode: the append is seen once its event reached the worker; count the calls until then too
+    while (liveCount(r.body) !== expected && performance.now() - before < 2000) {
+      await Bun.sleep(5);
+      r = await call();
+    }
+    if (liveCount(r.body) === expected) seenChange++;
+    changing.push(performance.now() - before);
   }
   const rss = peakRss(proc.pid);
+  let idleCpu = null;
+  if (mode === "watch" && IDLE_S > 0) {
+    await Bun.sleep(1000); // the recheck of the last append is over
+    const c0 = cpuSeconds(proc.pid);
+    const t0 = performance.now();
+    await Bun.sleep(IDLE_S * 1000);
+    idleCpu = (100 * (cpuSeconds(proc.pid) - c0)) / ((performance.now() - t0) / 1000);
+  }
   proc.kill("SIGTERM");
   const code = await proc.exited;
-  return { mode, startupMs, median: pct(steady, 50), p95: pct(steady, 95), changingMedian: pct(changing, 50), rss, code };
+  return { mode, startupMs, median: pct(steady, 50), p95: pct(steady, 95), changingMedian: pct(changing, 50), seenChange, rss, idleCpu, code };
 }
 
 const home = fs.mkdtempSync(path.join(os.tmpdir(), "perry-bench-"));
@@ -135,22 +168,27 @@ try {
   );
   console.log(`bun ${Bun.version}, ${os.cpus().length} CPUs, ${CALLS} calls per mode (+1 warm-up, +${Math.min(CALLS, 10)} calls with one file changing)\n`);
   const results = [];
-  for (const mode of ["incremental", "full-rescan"]) results.push(await runMode(home, mode));
-  const f = (x) => x.toFixed(1);
+  for (const mode of MODES) results.push(await runMode(home, mode));
+  const f = (x) => (x === null || x === undefined || Number.isNaN(x) ? "-" : x.toFixed(1));
   const rows = [
-    ["mode", "startup ms", "GET /sessions median ms", "p95 ms", "median ms (1 file changed/call)", "peak RSS MiB", "exit"],
-    ...results.map((r) => [r.mode, f(r.startupMs), f(r.median), f(r.p95), f(r.changingMedian), f(r.rss), String(r.code)]),
+    ["mode", "startup ms", "GET /sessions median ms", "p95 ms", "median ms (1 file changed/call, until seen)", "changes seen", "peak RSS MiB", `idle CPU % (${IDLE_S} s)`, "exit"],
+    ...results.map((r) => [r.mode, f(r.startupMs), f(r.median), f(r.p95), f(r.changingMedian), `${r.seenChange}/${Math.min(CALLS, 10)}`, f(r.rss), r.idleCpu === null ? "-" : r.idleCpu.toFixed(3), String(r.code)]),
   ];
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const line = (r) => "| " + r.map((c, i) => c.padEnd(w[i])).join(" | ") + " |";
   console.log(line(rows[0]));
   console.log("|" + w.map((n) => "-".repeat(n + 2)).join("|") + "|");
   for (const r of rows.slice(1)) console.log(line(r));
-  const [inc, full] = results;
-  console.log(
-    `\nratio full-rescan / incremental: median ${(full.median / inc.median).toFixed(1)}x, p95 ${(full.p95 / inc.p95).toFixed(1)}x, ` +
-      `changing ${(full.changingMedian / inc.changingMedian).toFixed(1)}x, peak RSS ${(full.rss / inc.rss).toFixed(2)}x`,
-  );
+  const by = Object.fromEntries(results.map((r) => [r.mode, r]));
+  const full = by["full-rescan"];
+  for (const m of ["watch", "stat-walk"]) {
+    const r = by[m];
+    if (!full || !r) continue;
+    console.log(
+      `ratio full-rescan / ${m}: median ${(full.median / r.median).toFixed(1)}x, p95 ${(full.p95 / r.p95).toFixed(1)}x, ` +
+        `changing ${(full.changingMedian / r.changingMedian).toFixed(1)}x, peak RSS ${(full.rss / r.rss).toFixed(2)}x`,
+    );
+  }
 } finally {
   if (!process.env.BENCH_KEEP) fs.rmSync(home, { recursive: true, force: true });
   else console.log(`kept ${home}`);

@@ -13,7 +13,8 @@ Usage:
 Environment:
   PERRY_WORKER_HOME          home directory to scan (default: $HOME)
   PERRY_WORKER_FULL_RESCAN=1 re-parse every session file on each GET /sessions (Perry behaviour)
-  PERRY_WORKER_WATCH=0       disable file watchers
+  PERRY_WORKER_WATCH=0       disable file watchers (every GET /sessions then stat-walks the agent directories)
+  PERRY_WORKER_RECONCILE_MS  least time between two reconciliation walks with watchers (default 60000)
   PERRY_WORKER_AUTH_FILE     the token file ("Authorization: Bearer <token>"; default ${DEFAULT_AUTH_FILE});
                              every route requires the token when it exists, none when it does not`;
 
@@ -51,8 +52,14 @@ function serve(argv) {
     process.exit(2);
   }
   const home = process.env.PERRY_WORKER_HOME || os.homedir();
-  const index = new SessionIndex({ home, fullRescan: opts.fullRescan, watch: opts.watch, log: (m) => console.error(m) });
+  const reconcileMs = Number(process.env.PERRY_WORKER_RECONCILE_MS || 60000);
+  if (!Number.isFinite(reconcileMs) || reconcileMs < 100) {
+    console.error(`error: PERRY_WORKER_RECONCILE_MS must be a number of milliseconds >= 100\n${USAGE}`);
+    process.exit(2);
+  }
+  const index = new SessionIndex({ home, fullRescan: opts.fullRescan, watch: opts.watch, reconcileMs, log: (m) => console.error(m) });
   index.scan();
+  index.startReconciling();
   const auth = loadAuth();
   if (auth.error) console.error(`perry worker: ${auth.error}; every request is refused (401) until it is fixed`);
   let server;
@@ -63,7 +70,7 @@ function serve(argv) {
     process.exit(1);
   }
   console.log(
-    `perry worker ${VERSION} listening on ${server.hostname}:${server.port} (home=${home}, mode=${opts.fullRescan ? "full-rescan" : "incremental"}, sessions=${index.size}, auth=${auth.mode})`,
+    `perry worker ${VERSION} listening on ${server.hostname}:${server.port} (home=${home}, mode=${opts.fullRescan ? "full-rescan" : "incremental"}, tracking=${index.trackingMode}, sessions=${index.size}, auth=${auth.mode})`,
   );
   let stopping = false;
   const shutdown = (sig) => {

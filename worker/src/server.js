@@ -49,17 +49,18 @@ export function createHandler(index, { auth = { mode: "none" } } = {}) {
           sessionCount: index.size,
           skipped: index.skipped,
           mode: index.fullRescan ? "full-rescan" : "incremental",
+          tracking: index.trackingMode,
           auth: auth.mode,
         });
       }
       if (p === "/sessions" && m === "GET") {
-        index.scan();
+        index.sync(); // watchers: only the paths that changed; otherwise a stat-walk
         const q = listQuery(url.searchParams);
         if (q) return json(index.page(q));
         return new Response(index.listBody(), { headers: JSON_HEADERS });
       }
       if (p === "/refresh" && m === "POST") {
-        index.scan();
+        index.scan(); // an explicit refresh always walks everything
         return json({ success: true });
       }
       const mm = p.match(/^\/sessions\/([^/]+)(\/messages)?$/);

@@ -379,6 +379,77 @@ def test_auto_follows_the_profile():
     assert (t.transport, t.fallback) == ("exec", None)
 
 
+PUBLISHED = {"7392/tcp": [{"HostIp": "127.0.0.1", "HostPort": "7401"}]}
+
+
+def test_auto_on_podman_takes_the_published_port_of_a_local_engine():
+    for url in (None, "unix:///run/podman/podman.sock"):
+        eng = SimpleNamespace(kind="podman", url=url)
+        t = tr.select_target("a", "workspace-a", container(ports=PUBLISHED), "auto", "podman", eng)
+        assert (t.transport, t.host, t.port, t.fallback, t.auto) == ("published", "127.0.0.1", 7401, None, True)
+
+
+def test_auto_on_podman_stays_on_exec_for_a_remote_or_nested_engine_or_no_published_port():
+    for url in ("tcp://10.90.0.1:8080", "ssh://core@host/run/podman/podman.sock"):
+        eng = SimpleNamespace(kind="podman", url=url)
+        t = tr.select_target("a", "workspace-a", container(ports=PUBLISHED), "auto", "podman", eng)
+        assert (t.transport, t.fallback, t.auto) == ("exec", None, False)
+    t = tr.select_target("a", "workspace-a", container(), "auto", "podman", SimpleNamespace(kind="podman", url=None))
+    assert (t.transport, t.fallback) == ("exec", None)
+
+
+def test_explicit_published_of_a_remote_engine_falls_back_to_exec():
+    eng = SimpleNamespace(kind="podman", url="tcp://10.90.0.1:8080")
+    t = tr.select_target("a", "workspace-a", container(ports=PUBLISHED), "published", "podman", eng)
+    assert t.transport == "exec" and "remote or nested" in t.fallback and "tcp://10.90.0.1:8080" in t.fallback
+
+
+def _fake_http(status):
+    calls = []
+
+    def http(host, port, path, method="GET", timeout=2.0, transport="http", headers=None, max_bytes=tr.MAX_BODY):
+        calls.append((host, port, path, headers))
+        return tr.Response(status, '{"error":"unauthorized"}' if status == 401 else '{"status":"ok"}', transport, 0.001,
+                           error=tr.rejected_message(transport) if status == 401 else None)
+    return http, calls
+
+
+def test_a_401_on_the_automatic_published_choice_is_retried_once_over_exec(private_worker_key):
+    http, calls = _fake_http(401)
+    eng = ScriptedEngine(Result(0, '{"status":"ok"}\n200', "", 0.05), Result(0, '{"status":"ok"}\n200', "", 0.05))
+    t = target("published", host="127.0.0.1", port=7401, auto=True)
+    transport = tr.Transport(eng, http=http)
+    resp = transport.request(t, "/health", timeout=2)
+    assert resp.ok and resp.transport == "exec" and len(calls) == 1 and "Authorization" in calls[0][3]
+    assert t.transport == "exec" and "answered 401" in t.fallback and not t.auto
+    assert transport.request(t, "/health", timeout=2).transport == "exec" and len(calls) == 1  # stays on exec
+    assert len(eng.calls) == 2 and eng.calls[0][0][:4] == ["exec", "-u", "workspace", "workspace-alice"]
+
+
+def test_a_401_on_an_explicit_published_transport_is_reported_not_retried(private_worker_key):
+    http, calls = _fake_http(401)
+    eng = ScriptedEngine()
+    t = target("published", host="127.0.0.1", port=7401)
+    resp = tr.Transport(eng, http=http).request(t, "/health", timeout=2)
+    assert resp.status == 401 and resp.transport == "published" and "recreate it" in resp.error
+    assert eng.calls == [] and t.fallback is None
+
+
+def test_an_unusable_host_key_on_the_automatic_choice_uses_exec(tmp_path, monkeypatch):
+    key = tmp_path / "worker.key"
+    key.write_bytes(b"short")
+    key.chmod(0o600)
+    monkeypatch.setenv("PERRY_FLEET_WORKER_KEY", str(key))
+    http, calls = _fake_http(200)
+    eng = ScriptedEngine(Result(0, '{"status":"ok"}\n200', "", 0.05))
+    t = target("published", host="127.0.0.1", port=7401, auto=True)
+    resp = tr.Transport(eng, http=http).request(t, "/health", timeout=2)
+    assert resp.ok and resp.transport == "exec" and calls == [] and "worker key" in t.fallback
+    explicit = target("published", host="127.0.0.1", port=7401)
+    resp = tr.Transport(ScriptedEngine(), http=http).request(explicit, "/health", timeout=2)
+    assert resp.status == 0 and "not 32 bytes" in resp.error
+
+
 def test_http_falls_back_to_exec_when_not_directly_connected():
     routes = AlwaysRoutes(False, "10.90.0.3 is routed through gateway 192.0.2.1 (dev eth0), not directly connected")
     t = tr.select_target("a", "workspace-a", container(ip="10.90.0.3"), "http", "docker", None, routes, local_route)

@@ -68,6 +68,7 @@ var VERSION = "0.1.0";
 
 // src/session-index.js
 import * as fs3 from "fs";
+import * as path6 from "path";
 
 // src/agents/claude.js
 import * as path2 from "path";
@@ -673,102 +674,297 @@ function deleteSession(session, home) {
 }
 
 // src/session-index.js
+var DEBOUNCE_MS = 100;
+var RECHECK_MS = 250;
+var DIRTY_MAX = 1e4;
+var RECONCILE_MS = 60000;
+var RECONCILE_SHARE = 0.005;
+var RECONCILE_BATCH = 2000;
+var BODY_CACHE_SESSIONS = 1e4;
+var STREAM_CHUNK = 1000;
+var MAX_FILE_BYTES = 256 * 1024 * 1024;
+var under = (root, p) => p.startsWith(root + path6.sep) ? p.slice(root.length + 1).split(path6.sep) : null;
 var FILE_SOURCES = [
-  { name: "claude", agent: exports_claude, list: (h) => listFiles(h), parse: (p, m, s) => parseFile(p, m, s) },
-  { name: "opencode-json", agent: exports_opencode, list: (h) => listJsonFiles(h), parse: (p, m, s, h) => parseJsonSession(p, m, s, h) },
-  { name: "pi", agent: exports_pi, list: (h) => listFiles2(h), parse: (p, m, s) => parseFile2(p, m, s) },
-  { name: "codex", agent: exports_codex, list: (h) => listFiles3(h), parse: (p, m, s) => parseFile3(p, m, s) }
+  {
+    name: "claude",
+    agent: exports_claude,
+    list: (h) => listFiles(h),
+    parse: (p, m, s) => parseFile(p, m, s),
+    classify: (h, p) => {
+      const r = under(roots(h)[0], p);
+      if (!r || r.length !== 2 || !r[1].endsWith(".jsonl") || r[1].startsWith("agent-"))
+        return null;
+      return { filePath: p, meta: r[0], noLinks: true };
+    }
+  },
+  {
+    name: "opencode-json",
+    agent: exports_opencode,
+    list: (h) => listJsonFiles(h),
+    parse: (p, m, s, h) => parseJsonSession(p, m, s, h),
+    classify: (h, p) => {
+      const r = under(path6.join(storageDir(h), "session"), p);
+      if (!r || r.length !== 2 || !r[1].startsWith("ses_") || !r[1].endsWith(".json"))
+        return null;
+      const id = r[1].slice(0, -".json".length);
+      return { filePath: p, meta: r[0], extraStat: path6.join(storageDir(h), "message", id), noLinks: true };
+    }
+  },
+  {
+    name: "pi",
+    agent: exports_pi,
+    list: (h) => listFiles2(h),
+    parse: (p, m, s) => parseFile2(p, m, s),
+    classify: (h, p) => {
+      const r = under(roots2(h)[0], p);
+      if (!r || r.length > 33 || !r[r.length - 1].endsWith(".jsonl"))
+        return null;
+      return { filePath: p, meta: path6.basename(path6.dirname(p)) };
+    }
+  },
+  {
+    name: "codex",
+    agent: exports_codex,
+    list: (h) => listFiles3(h),
+    parse: (p, m, s) => parseFile3(p, m, s),
+    classify: (h, p) => {
+      const r = under(roots3(h)[0], p);
+      const n = r && r[r.length - 1];
+      if (!r || r.length > 33 || !n.startsWith("rollout-") || !n.endsWith(".jsonl"))
+        return null;
+      return { filePath: p, meta: path6.basename(path6.dirname(p)) };
+    }
+  }
 ];
+var jsonOf = new WeakMap;
+function sessionJson(pub) {
+  let j = jsonOf.get(pub);
+  if (j === undefined) {
+    j = JSON.stringify(pub);
+    jsonOf.set(pub, j);
+  }
+  return j;
+}
 function split(session) {
   const { source, ...pub } = session;
   return { pub, source };
 }
+function lstatOrNull(p) {
+  try {
+    return fs3.lstatSync(p);
+  } catch {
+    return null;
+  }
+}
 
 class SessionIndex {
-  constructor({ home, fullRescan = false, watch = false, log = () => {} }) {
+  constructor({ home, fullRescan = false, watch = false, reconcileMs = RECONCILE_MS, maxFileBytes = MAX_FILE_BYTES, log = () => {} }) {
     this.home = home;
     this.fullRescan = fullRescan;
-    this.watchEnabled = watch;
+    this.watchEnabled = watch && !fullRescan;
+    this.reconcileMs = reconcileMs;
+    this.maxFileBytes = maxFileBytes;
     this.log = log;
     this.fileCache = new Map;
+    this.dirFiles = new Map;
+    this.msgDirs = new Map;
     this.sqlite = { sig: null, entries: [], failed: false };
     this.byId = new Map;
     this.generation = 0;
     this.listCache = null;
+    this.sortedCache = null;
     this.skipped = { lines: 0, files: 0 };
-    this.stats = { scans: 0, parsedFiles: 0, lastScanMs: 0 };
+    this.stats = { scans: 0, syncs: 0, walks: 0, reconciles: 0, parsedFiles: 0, lastScanMs: 0, lastReconcileMs: 0, overflows: 0 };
     this.watchers = new Map;
+    this.unwatchable = new Set;
+    this.dirty = new Set;
+    this.recheck = new Set;
+    this.recheckTimer = null;
+    this.needWalk = true;
+    this.stale = false;
     this.debounce = null;
+    this.reconcileTimer = null;
+    this.reconciling = false;
+    this.closed = false;
+  }
+  get tracking() {
+    return this.watchEnabled && this.unwatchable.size === 0;
+  }
+  get trackingMode() {
+    if (this.fullRescan)
+      return "full-rescan";
+    return this.tracking ? "watch" : "stat-walk";
+  }
+  sync() {
+    if (!this.tracking || this.needWalk)
+      return this.scan();
+    const t0 = performance.now();
+    this.ensureWatchers();
+    if (!this.tracking || this.needWalk)
+      return this.scan();
+    this.stats.syncs++;
+    if (this.dirty.size) {
+      const paths = this.dirty;
+      this.dirty = new Set;
+      for (const p of paths)
+        this.checkPath(p);
+      this.scheduleRecheck(paths);
+    }
+    this.syncDb();
+    const changed = this.stale;
+    if (changed)
+      this.rebuild();
+    this.stats.lastScanMs = Math.round((performance.now() - t0) * 100) / 100;
+    return changed;
   }
   scan() {
     const t0 = performance.now();
-    let changed = false;
+    if (this.watchEnabled)
+      this.ensureWatchers();
     if (this.fullRescan) {
       this.fileCache.clear();
+      this.dirFiles.clear();
+      this.msgDirs.clear();
       this.sqlite = { sig: null, entries: [], failed: false, forced: true };
-      changed = true;
+      this.stale = true;
     }
     const seen = new Set;
     for (const src of FILE_SOURCES) {
-      let files;
-      try {
-        files = src.list(this.home);
-      } catch {
-        files = [];
-      }
-      for (const { filePath, meta, extraStat } of files) {
-        const st = statOrNull(filePath);
-        if (!st || !st.isFile())
-          continue;
-        let sig = `${st.size}:${st.mtimeMs}`;
-        if (extraStat) {
-          const es = statOrNull(extraStat);
-          sig += es ? `:${es.mtimeMs}` : ":-";
-        }
-        seen.add(filePath);
-        const cached = this.fileCache.get(filePath);
-        if (cached && cached.sig === sig)
-          continue;
-        changed = true;
-        this.stats.parsedFiles++;
-        try {
-          const r = src.parse(filePath, meta, st, this.home);
-          const entry = r.session ? { ...split(r.session), agent: src.agent } : null;
-          this.fileCache.set(filePath, { sig, entry, skippedLines: r.skipped || 0, failed: false });
-        } catch (err) {
-          this.fileCache.set(filePath, { sig, entry: null, skippedLines: 0, failed: true });
-          this.log(`[index] skipped unreadable file ${filePath}: ${err?.message ?? err}`);
-        }
+      for (const f of this.listSource(src)) {
+        seen.add(f.filePath);
+        this.update(src, f);
       }
     }
-    for (const p of this.fileCache.keys()) {
-      if (!seen.has(p)) {
-        this.fileCache.delete(p);
-        changed = true;
-      }
-    }
-    const dbSig = dbSignature(this.home);
-    if (dbSig !== this.sqlite.sig || this.sqlite.forced) {
-      changed = true;
-      if (dbSig === null)
-        this.sqlite = { sig: null, entries: [], failed: false };
-      else {
-        try {
-          const rows = listSqliteSessions(this.home);
-          this.sqlite = { sig: dbSig, entries: rows.map((s) => ({ ...split(s), agent: exports_opencode })), failed: false };
-        } catch (err) {
-          this.sqlite = { sig: dbSig, entries: [], failed: true };
-          this.log(`[index] skipped unreadable opencode db: ${err?.message ?? err}`);
-        }
-      }
-    }
+    for (const p of [...this.fileCache.keys()])
+      if (!seen.has(p))
+        this.forget(p);
+    this.dirty.clear();
+    this.needWalk = false;
+    this.syncDb();
+    const changed = this.stale;
     if (changed)
       this.rebuild();
     this.stats.scans++;
+    this.stats.walks++;
     this.stats.lastScanMs = Math.round((performance.now() - t0) * 100) / 100;
-    if (this.watchEnabled)
-      this.ensureWatchers();
     return changed;
+  }
+  listSource(src) {
+    try {
+      return src.list(this.home);
+    } catch {
+      return [];
+    }
+  }
+  update(src, { filePath, meta, extraStat, noLinks }) {
+    const st = noLinks ? lstatOrNull(filePath) : statOrNull(filePath);
+    if (!st || !st.isFile()) {
+      this.forget(filePath);
+      return;
+    }
+    let sig = `${st.size}:${st.mtimeMs}`;
+    if (extraStat) {
+      const es = statOrNull(extraStat);
+      sig += es ? `:${es.mtimeMs}` : ":-";
+    }
+    const cached = this.fileCache.get(filePath);
+    if (cached && cached.sig === sig)
+      return;
+    this.stale = true;
+    if (!cached) {
+      const dir = path6.dirname(filePath);
+      this.dirFiles.set(dir, (this.dirFiles.get(dir) || 0) + 1);
+      if (extraStat)
+        this.msgDirs.set(extraStat, filePath);
+    }
+    if (st.size > this.maxFileBytes) {
+      this.fileCache.set(filePath, { sig, entry: null, skippedLines: 0, failed: true, src });
+      this.log(`[index] skipped ${filePath}: ${st.size} bytes is more than the ${this.maxFileBytes} a session file may have`);
+      return;
+    }
+    this.stats.parsedFiles++;
+    try {
+      const r = src.parse(filePath, meta, st, this.home);
+      const entry = r.session ? { ...split(r.session), agent: src.agent } : null;
+      this.fileCache.set(filePath, { sig, entry, skippedLines: r.skipped || 0, failed: false, src });
+    } catch (err) {
+      this.fileCache.set(filePath, { sig, entry: null, skippedLines: 0, failed: true, src });
+      this.log(`[index] skipped unreadable file ${filePath}: ${err?.message ?? err}`);
+    }
+  }
+  forget(filePath) {
+    const cached = this.fileCache.get(filePath);
+    if (!cached)
+      return;
+    this.fileCache.delete(filePath);
+    this.stale = true;
+    const dir = path6.dirname(filePath);
+    const n = (this.dirFiles.get(dir) || 1) - 1;
+    if (n)
+      this.dirFiles.set(dir, n);
+    else
+      this.dirFiles.delete(dir);
+    if (cached.src?.name === "opencode-json") {
+      for (const [m, f] of this.msgDirs)
+        if (f === filePath)
+          this.msgDirs.delete(m);
+    }
+  }
+  classify(p) {
+    for (const src of FILE_SOURCES) {
+      const f = src.classify(this.home, p);
+      if (f)
+        return [src, f];
+    }
+    return null;
+  }
+  checkPath(p) {
+    const st = lstatOrNull(p);
+    if (st && st.isDirectory()) {
+      walkFiles(p, () => true, (fp) => this.checkFile(fp));
+      return;
+    }
+    if (!st)
+      this.forgetUnder(p);
+    this.checkFile(p);
+  }
+  checkFile(p) {
+    const hit = this.classify(p);
+    if (hit)
+      return this.update(hit[0], hit[1]);
+    const r = under(path6.join(storageDir(this.home), "message"), p);
+    if (r && r.length >= 1) {
+      const file = this.msgDirs.get(path6.join(storageDir(this.home), "message", r[0]));
+      const again = file && this.classify(file);
+      if (again)
+        this.update(again[0], again[1]);
+    }
+  }
+  forgetUnder(p) {
+    const prefix = p + path6.sep;
+    const gone = new Set([...this.dirFiles.keys()].filter((d) => d === p || d.startsWith(prefix)));
+    if (!gone.size)
+      return;
+    for (const f of [...this.fileCache.keys()])
+      if (gone.has(path6.dirname(f)))
+        this.forget(f);
+  }
+  syncDb() {
+    const dbSig = dbSignature(this.home);
+    if (dbSig === this.sqlite.sig && !this.sqlite.forced)
+      return;
+    this.stale = true;
+    if (dbSig === null)
+      this.sqlite = { sig: null, entries: [], failed: false };
+    else {
+      try {
+        const rows = listSqliteSessions(this.home);
+        this.sqlite = { sig: dbSig, entries: rows.map((s) => ({ ...split(s), agent: exports_opencode })), failed: false };
+      } catch (err) {
+        this.sqlite = { sig: dbSig, entries: [], failed: true };
+        this.log(`[index] skipped unreadable opencode db: ${err?.message ?? err}`);
+      }
+    }
   }
   rebuild() {
     const byId = new Map;
@@ -778,12 +974,17 @@ class SessionIndex {
       if (e)
         byId.set(e.pub.id, e);
     };
+    const bySource = FILE_SOURCES.map(() => []);
     for (const c of this.fileCache.values()) {
       lines += c.skippedLines;
       if (c.failed)
         files++;
-      add(c.entry);
+      if (c.entry)
+        bySource[FILE_SOURCES.indexOf(c.src)].push(c.entry);
     }
+    for (const list of bySource)
+      for (const e of list)
+        add(e);
     if (this.sqlite.failed)
       files++;
     for (const e of this.sqlite.entries)
@@ -792,16 +993,23 @@ class SessionIndex {
     this.skipped = { lines, files };
     this.generation++;
     this.listCache = null;
+    this.sortedCache = null;
+    this.stale = false;
   }
   get size() {
     return this.byId.size;
   }
   list() {
-    return Array.from(this.byId.values(), (e) => e.pub).sort((a, b) => b.lastActivity - a.lastActivity || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    if (!this.sortedCache || this.sortedCache.generation !== this.generation) {
+      const list = Array.from(this.byId.values(), (e) => e.pub).sort((a, b) => b.lastActivity - a.lastActivity || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      this.sortedCache = { generation: this.generation, list };
+    }
+    return this.sortedCache.list;
   }
   page({ limit = Infinity, offset = 0, agentTypes = [], since = null } = {}) {
     const wanted = new Set(agentTypes);
-    const all = this.list().filter((s) => (!wanted.size || wanted.has(s.agentType)) && (since === null || s.lastActivity >= since));
+    const sorted = this.list();
+    const all = !wanted.size && since === null ? sorted : sorted.filter((s) => (!wanted.size || wanted.has(s.agentType)) && (since === null || s.lastActivity >= since));
     return {
       sessions: all.slice(offset, limit === Infinity ? undefined : offset + limit),
       total: all.length,
@@ -810,15 +1018,34 @@ class SessionIndex {
     };
   }
   listBody() {
+    const list = this.list();
+    if (list.length > BODY_CACHE_SESSIONS) {
+      const enc = new TextEncoder;
+      let i = 0;
+      return new ReadableStream({
+        pull(ctrl) {
+          if (i >= list.length) {
+            ctrl.enqueue(enc.encode(i === 0 ? '{"sessions":[]}' : "]}"));
+            ctrl.close();
+            return;
+          }
+          const head = i === 0 ? '{"sessions":[' : ",";
+          const part = JSON.stringify(list.slice(i, i + STREAM_CHUNK));
+          i += STREAM_CHUNK;
+          ctrl.enqueue(enc.encode(head + part.slice(1, -1)));
+        }
+      });
+    }
     if (!this.listCache || this.listCache.generation !== this.generation) {
-      this.listCache = { generation: this.generation, body: JSON.stringify({ sessions: this.list() }) };
+      const body = '{"sessions":[' + list.map(sessionJson).join(",") + "]}";
+      this.listCache = { generation: this.generation, body: new TextEncoder().encode(body) };
     }
     return this.listCache.body;
   }
   lookup(id) {
     let e = this.byId.get(id);
     if (!e && !this.fullRescan) {
-      this.scan();
+      this.sync();
       e = this.byId.get(id);
     }
     return e;
@@ -850,7 +1077,7 @@ class SessionIndex {
       return { success: false, error: `Failed to delete session: ${err?.message ?? err}` };
     }
     if (e.pub.filePath)
-      this.fileCache.delete(e.pub.filePath);
+      this.forget(e.pub.filePath);
     if (e.source === "sqlite") {
       this.sqlite = { ...this.sqlite, entries: this.sqlite.entries.filter((x) => x.pub.id !== id), sig: dbSignature(this.home) };
     }
@@ -867,37 +1094,160 @@ class SessionIndex {
     ];
   }
   ensureWatchers() {
+    if (this.closed)
+      return;
     for (const root of this.watchRoots()) {
-      if (this.watchers.has(root) || !statOrNull(root))
+      if (this.watchers.has(root))
         continue;
+      if (!statOrNull(root)) {
+        this.unwatchable.delete(root);
+        continue;
+      }
       try {
         const recursive = root !== baseDir(this.home);
-        const w = fs3.watch(root, { recursive }, () => this.schedule());
-        w.on?.("error", () => {
-          try {
-            w.close();
-          } catch {}
-          this.watchers.delete(root);
-        });
+        const w = fs3.watch(root, { recursive }, (_type, name) => this.onEvent(root, name));
+        w.on?.("error", (err) => this.dropWatcher(root, w, err));
         this.watchers.set(root, w);
-      } catch {}
+        this.unwatchable.delete(root);
+        if (recursive)
+          this.mark(root);
+      } catch (err) {
+        if (!this.unwatchable.has(root))
+          this.log(`[index] cannot watch ${root} (${err?.message ?? err}): stat-walking instead`);
+        this.unwatchable.add(root);
+      }
     }
   }
+  dropWatcher(root, w, err) {
+    try {
+      w.close();
+    } catch {}
+    if (this.watchers.get(root) === w)
+      this.watchers.delete(root);
+    this.log(`[index] watcher of ${root} failed (${err?.message ?? err}): one full walk, then watching again`);
+    this.needWalk = true;
+    this.schedule();
+  }
+  onEvent(root, name) {
+    if (name === null || name === undefined || name === "") {
+      this.needWalk = true;
+    } else {
+      this.mark(path6.join(root, String(name)));
+    }
+    this.schedule();
+  }
+  mark(p) {
+    if (this.needWalk)
+      return;
+    if (this.dirty.size >= DIRTY_MAX) {
+      this.stats.overflows++;
+      this.dirty.clear();
+      this.needWalk = true;
+      return;
+    }
+    this.dirty.add(p);
+  }
+  scheduleRecheck(paths) {
+    if (this.closed)
+      return;
+    for (const p of paths) {
+      if (this.recheck.size >= DIRTY_MAX)
+        break;
+      this.recheck.add(p);
+    }
+    if (this.recheckTimer || !this.recheck.size)
+      return;
+    this.recheckTimer = setTimeout(() => {
+      this.recheckTimer = null;
+      const paths = this.recheck;
+      this.recheck = new Set;
+      try {
+        for (const p of paths)
+          this.checkPath(p);
+        if (this.stale)
+          this.rebuild();
+      } catch (err) {
+        this.log(`[index] recheck failed: ${err?.message ?? err}`);
+      }
+    }, RECHECK_MS);
+  }
   schedule() {
-    if (this.debounce)
-      clearTimeout(this.debounce);
+    if (this.closed || this.debounce)
+      return;
     this.debounce = setTimeout(() => {
       this.debounce = null;
       try {
-        this.scan();
+        this.sync();
       } catch (err) {
-        this.log(`[index] watch-triggered scan failed: ${err?.message ?? err}`);
+        this.log(`[index] watch-triggered sync failed: ${err?.message ?? err}`);
       }
-    }, 100);
+    }, DEBOUNCE_MS);
+  }
+  startReconciling() {
+    if (!this.watchEnabled || this.closed || this.reconcileTimer)
+      return;
+    const next = Math.max(this.reconcileMs, this.stats.lastReconcileMs / RECONCILE_SHARE);
+    this.reconcileTimer = setTimeout(async () => {
+      this.reconcileTimer = null;
+      try {
+        await this.reconcile();
+      } catch (err) {
+        this.log(`[index] reconciliation failed: ${err?.message ?? err}`);
+      }
+      this.startReconciling();
+    }, next);
+    this.reconcileTimer.unref?.();
+  }
+  async reconcile() {
+    if (this.reconciling || this.closed)
+      return false;
+    this.reconciling = true;
+    let busy = 0;
+    try {
+      let t = performance.now();
+      this.ensureWatchers();
+      const seen = new Set;
+      for (const src of FILE_SOURCES) {
+        const files = this.listSource(src);
+        for (let i = 0;i < files.length; i++) {
+          seen.add(files[i].filePath);
+          this.update(src, files[i]);
+          if ((i + 1) % RECONCILE_BATCH === 0) {
+            busy += performance.now() - t;
+            await new Promise((r) => setImmediate(r));
+            if (this.closed)
+              return false;
+            t = performance.now();
+          }
+        }
+        busy += performance.now() - t;
+        await new Promise((r) => setImmediate(r));
+        t = performance.now();
+      }
+      for (const p of [...this.fileCache.keys()])
+        if (!seen.has(p) && !statOrNull(p))
+          this.forget(p);
+      this.syncDb();
+      const changed = this.stale;
+      if (changed)
+        this.rebuild();
+      busy += performance.now() - t;
+      this.stats.reconciles++;
+      this.stats.lastReconcileMs = Math.round(busy * 100) / 100;
+      return changed;
+    } finally {
+      this.reconciling = false;
+    }
   }
   close() {
+    this.closed = true;
     if (this.debounce)
       clearTimeout(this.debounce);
+    if (this.reconcileTimer)
+      clearTimeout(this.reconcileTimer);
+    if (this.recheckTimer)
+      clearTimeout(this.recheckTimer);
+    this.debounce = this.reconcileTimer = this.recheckTimer = null;
     for (const w of this.watchers.values()) {
       try {
         w.close();
@@ -989,11 +1339,12 @@ function createHandler(index, { auth = { mode: "none" } } = {}) {
           sessionCount: index.size,
           skipped: index.skipped,
           mode: index.fullRescan ? "full-rescan" : "incremental",
+          tracking: index.trackingMode,
           auth: auth.mode
         });
       }
       if (p === "/sessions" && m === "GET") {
-        index.scan();
+        index.sync();
         const q = listQuery(url.searchParams);
         if (q)
           return json(index.page(q));
@@ -1046,7 +1397,8 @@ Usage:
 Environment:
   PERRY_WORKER_HOME          home directory to scan (default: $HOME)
   PERRY_WORKER_FULL_RESCAN=1 re-parse every session file on each GET /sessions (Perry behaviour)
-  PERRY_WORKER_WATCH=0       disable file watchers
+  PERRY_WORKER_WATCH=0       disable file watchers (every GET /sessions then stat-walks the agent directories)
+  PERRY_WORKER_RECONCILE_MS  least time between two reconciliation walks with watchers (default 60000)
   PERRY_WORKER_AUTH_FILE     the token file ("Authorization: Bearer <token>"; default ${DEFAULT_AUTH_FILE});
                              every route requires the token when it exists, none when it does not`;
 function truthy(v) {
@@ -1089,8 +1441,15 @@ ${USAGE}`);
     process.exit(2);
   }
   const home = process.env.PERRY_WORKER_HOME || os.homedir();
-  const index = new SessionIndex({ home, fullRescan: opts.fullRescan, watch: opts.watch, log: (m) => console.error(m) });
+  const reconcileMs = Number(process.env.PERRY_WORKER_RECONCILE_MS || 60000);
+  if (!Number.isFinite(reconcileMs) || reconcileMs < 100) {
+    console.error(`error: PERRY_WORKER_RECONCILE_MS must be a number of milliseconds >= 100
+${USAGE}`);
+    process.exit(2);
+  }
+  const index = new SessionIndex({ home, fullRescan: opts.fullRescan, watch: opts.watch, reconcileMs, log: (m) => console.error(m) });
   index.scan();
+  index.startReconciling();
   const auth = loadAuth();
   if (auth.error)
     console.error(`perry worker: ${auth.error}; every request is refused (401) until it is fixed`);
@@ -1101,7 +1460,7 @@ ${USAGE}`);
     console.error(`error: cannot listen on ${opts.host}:${opts.port}: ${err?.message ?? err}`);
     process.exit(1);
   }
-  console.log(`perry worker ${VERSION} listening on ${server.hostname}:${server.port} (home=${home}, mode=${opts.fullRescan ? "full-rescan" : "incremental"}, sessions=${index.size}, auth=${auth.mode})`);
+  console.log(`perry worker ${VERSION} listening on ${server.hostname}:${server.port} (home=${home}, mode=${opts.fullRescan ? "full-rescan" : "incremental"}, tracking=${index.trackingMode}, sessions=${index.size}, auth=${auth.mode})`);
   let stopping = false;
   const shutdown = (sig) => {
     if (stopping)
