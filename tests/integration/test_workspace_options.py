@@ -1,0 +1,101 @@
+"""perry_workspace's labels, extra ports, pull=always and the docker_host alias on real engines (issue 17)."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from topology import TOPOLOGIES, build_workspace_image, random_prefix, run_module
+
+MODULE = "perry.fleet.perry_workspace"
+
+
+@pytest.fixture(params=["podman-rootful", "docker"])
+def engine(request):
+    topo = TOPOLOGIES[request.param]
+    prefix = random_prefix()
+    try:
+        image = build_workspace_image(topo)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield topo, image, prefix
+    topo.cleanup(prefix)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ok(result):
+    assert not result.get("failed"), json.dumps({k: result.get(k) for k in ("msg", "commands")}, indent=1)
+    return result
+
+
+def test_labels_ports_and_pull_on_a_real_engine(engine):
+    topo, image, prefix = engine
+    name = prefix + "opt"
+    host_port = free_port()
+    args = dict(topo.engine_args(), name=name, image=image, state="present",
+                labels={"com.example.team": "platform"},
+                ports=[{"container_port": 3000, "host_port": host_port}])
+    r = ok(run_module(MODULE, args, topo))
+    w = r["workspaces"][0]
+    assert r["changed"] and w["ports"]["extra"] == [
+        {"container_port": 3000, "host_port": host_port, "protocol": "tcp", "bind_address": "127.0.0.1"}]
+    c = topo.inspect("workspace-" + name)
+    assert c["Config"]["Labels"]["com.example.team"] == "platform"
+    assert c["Config"]["Labels"]["workspace.name"] == name
+    assert c["HostConfig"]["PortBindings"]["3000/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(host_port)}]
+
+    # Idempotent, and the old option name still works (with a deprecation) without recreating anything.
+    assert not ok(run_module(MODULE, args, topo))["changed"]
+
+    # A reserved label and a duplicate host port are refused before anything changes.
+    bad = ok_failed(run_module(MODULE, dict(args, labels={"perry.fleet.spec-hash": "x"}), topo))
+    assert "reserved" in bad["msg"]
+    bad = ok_failed(run_module(MODULE, dict(args, ports=args["ports"] + [{"container_port": 3001, "host_port": host_port}]), topo))
+    assert "listed twice" in bad["msg"]
+    other = ok_failed(run_module(MODULE, dict(args, name=prefix + "two"), topo))
+    assert "already used by workspace-" + name in other["msg"]
+    assert topo.inspect("workspace-" + prefix + "two") is None
+    assert topo.inspect("workspace-" + name)["Id"] == c["Id"]
+
+    # pull=always on an image only this machine has: a clear error, the workspace untouched.
+    bad = ok_failed(run_module(MODULE, dict(args, pull="always"), topo))
+    assert "could not be pulled (pull=always)" in bad["msg"] and "pull=missing" in bad["msg"]
+    assert topo.inspect("workspace-" + name)["Id"] == c["Id"]
+
+    # A changed label recreates (labels cannot change in place) and keeps the ports.
+    r = ok(run_module(MODULE, dict(args, labels={"com.example.team": "infra"}), topo))
+    assert "recreate" in r["workspaces"][0]["actions"]
+    c = topo.inspect("workspace-" + name)
+    assert c["Config"]["Labels"]["com.example.team"] == "infra"
+    assert c["HostConfig"]["PortBindings"]["3000/tcp"][0]["HostPort"] == str(host_port)
+
+
+def test_the_deprecated_docker_host_alias_warns_and_recreates_nothing():
+    topo = TOPOLOGIES["podman-rootful"]
+    prefix = random_prefix()
+    try:
+        image = build_workspace_image(topo)
+        args = dict(topo.engine_args(), name=prefix + "dh", image=image, state="present")
+        ok(run_module(MODULE, dict(args, docker_host="tcp://podman-in-podman:2375"), topo))
+        r = ok(run_module(MODULE, dict(args, workspace_docker_host="tcp://podman-in-podman:2375"), topo))
+        assert not r["changed"]
+        r = ok(run_module(MODULE, dict(args, docker_host="tcp://podman-in-podman:2375"), topo))
+        assert not r["changed"]
+        assert any("docker_host" in d["msg"] and d.get("collection_name") == "perry.fleet"
+                   for d in r.get("deprecations", [])), r.get("deprecations")
+        env = topo.inspect("workspace-" + prefix + "dh")["Config"]["Env"]
+        assert "DOCKER_HOST=tcp://podman-in-podman:2375" in env
+    finally:
+        topo.cleanup(prefix)
+
+
+def ok_failed(result):
+    assert result.get("failed"), json.dumps({k: result.get(k) for k in ("changed", "workspaces")}, indent=1)
+    return result
