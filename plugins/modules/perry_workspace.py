@@ -54,7 +54,7 @@ options:
       - V(missing) pulls an image that is not in the engine; V(never) fails with advice instead.
       - V(always) pulls every image of the task, present or not (a registry image that moved on recreates its
         workspaces); the task changes only when a pull brought a different image. An image that exists only locally
-        (such as one the P(perry.fleet.image#role) role built) cannot be pulled: use V(missing) for those.
+        (such as one the P(perry.fleet.image#role) role built) cannot be pulled, so use V(missing) for those.
       - Check mode never pulls.
     type: str
     choices: [always, missing, never]
