@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 import pytest
 
-from topology import TOPOLOGIES, build_workspace_image, random_prefix, run_module
+from topology import TOPOLOGIES, build_workspace_image, random_prefix, run_module, run_playbook
 
 MODULE = "perry.fleet.perry_workspace"
 
@@ -99,3 +100,51 @@ def test_the_deprecated_docker_host_alias_warns_and_recreates_nothing():
 def ok_failed(result):
     assert result.get("failed"), json.dumps({k: result.get(k) for k in ("changed", "workspaces")}, indent=1)
     return result
+
+
+def free_ssh_port(topo) -> int:
+    """A port of the SSH range no container publishes and nothing listens on (other runs may share the host)."""
+    held = set()
+    for line in topo.cli("ps", "-a", "--format", "{{.Ports}}").stdout.splitlines():
+        held.update(int(p) for p in re.findall(r":(\d+)->", line))
+    for port in range(2399, 2300, -1):
+        if port in held:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free SSH port in 2301-2399")
+
+
+def test_the_workspace_role_passes_entry_options_through():
+    """perry_workspace_list entries with ssh_port, bind_address, image, adopt, labels and ports (issue 17)."""
+    topo = TOPOLOGIES["podman-rootful"]
+    prefix = random_prefix()
+    name = prefix + "role"
+    try:
+        image = build_workspace_image(topo)
+        topo.cli("volume", "create", "workspace-" + name)   # unlabelled, as Perry made it: needs adopt
+        ssh_port, extra = free_ssh_port(topo), free_port()
+        entry = {"name": name, "state": "present", "image": image, "ssh_port": ssh_port, "bind_address": "127.0.0.1",
+                 "adopt": True, "labels": {"com.example.team": "platform"},
+                 "ports": [{"container_port": 3000, "host_port": extra}]}
+        # The role-wide image does not exist: only the entry's image lets the run succeed.
+        role_vars = {"perry_workspace_runtime": "podman", "perry_workspace_image": "localhost/%snot-there:1" % prefix,
+                     "perry_workspace_list": [entry]}
+        out = run_playbook([{"name": "workspace", "ansible.builtin.include_role": {"name": "perry.fleet.workspace"}}],
+                           extra_vars=role_vars, timeout=600)
+        assert out["rc"] == 0, out["stdout"][-4000:]
+        c = topo.inspect("workspace-" + name)
+        assert c["Config"]["Labels"]["com.example.team"] == "platform"
+        bindings = c["HostConfig"]["PortBindings"]
+        assert bindings["22/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(ssh_port)}]
+        assert bindings["3000/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(extra)}]
+        # A key the module does not know is refused by the role's argument spec, naming it.
+        bad = run_playbook([{"name": "workspace", "ansible.builtin.include_role": {"name": "perry.fleet.workspace"}}],
+                           extra_vars=dict(role_vars, perry_workspace_list=[dict(entry, sshport=1)]), timeout=300)
+        assert bad["rc"] != 0 and "sshport" in json.dumps(bad["tasks"][-1])
+    finally:
+        topo.cleanup(prefix)
