@@ -128,7 +128,8 @@ EXAMPLES = r'''
   perry.fleet.perry_workspace:
     runtime: docker
     image: localhost/perry:latest
-    workspaces: "{{ range(20) | map('string') | map('regex_replace', '^', 'ws-') | map('community.general.dict_kv', 'name') | list }}"
+    # [{name: ws-0}, ..., {name: ws-19}] with ansible-core's own filters
+    workspaces: "{{ range(20) | map('string') | map('ansible.builtin.regex_replace', '^', 'name: ws-') | map('ansible.builtin.from_yaml') | list }}"
 
 - name: Docker CLI against a podman API socket
   perry.fleet.perry_workspace:

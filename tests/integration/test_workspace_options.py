@@ -148,3 +148,17 @@ def test_the_workspace_role_passes_entry_options_through():
         assert bad["rc"] != 0 and "sshport" in json.dumps(bad["tasks"][-1])
     finally:
         topo.cleanup(prefix)
+
+
+def test_the_documented_minimum_engines_are_the_ones_tested():
+    """requirements: (doc_fragments/engine.py) claims Podman 4.3 and Docker 20.10 are tested: the engines these
+    tests run must be those major.minor versions, or the claim (or the test bed) is out of date."""
+    import yaml
+    from ansible_collections.perry.fleet.plugins.doc_fragments.engine import ModuleDocFragment
+    reqs = " ".join(yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["requirements"])
+    podman_min = re.search(r"Podman >= (\d+\.\d+)", reqs).group(1)
+    docker_min = re.search(r"docker\s+CLI >= (\d+\.\d+)", reqs).group(1)
+    podman = TOPOLOGIES["podman-rootful"].cli("version", "--format", "{{.Client.Version}}").stdout.strip()
+    docker = TOPOLOGIES["docker"].cli("version", "--format", "{{.Server.Version}} {{.Client.Version}}").stdout.split()
+    assert podman.startswith(podman_min + "."), (podman, podman_min)
+    assert all(v.startswith(docker_min + ".") for v in docker), (docker, docker_min)
