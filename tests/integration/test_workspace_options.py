@@ -162,3 +162,27 @@ def test_the_documented_minimum_engines_are_the_ones_tested():
     docker = TOPOLOGIES["docker"].cli("version", "--format", "{{.Server.Version}} {{.Client.Version}}").stdout.split()
     assert podman.startswith(podman_min + "."), (podman, podman_min)
     assert all(v.startswith(docker_min + ".") for v in docker), (docker, docker_min)
+
+
+def test_rootless_preflight_says_workspaces_will_not_survive_a_reboot():
+    """This test bed has no systemd: nothing starts rootless containers at boot, and preflight says so (warn) or
+    stops before anything is created (fail)."""
+    topo = TOPOLOGIES["podman-rootless"]
+    prefix = random_prefix()
+    role = [{"name": "workspace", "ansible.builtin.include_role": {"name": "perry.fleet.workspace"}}]
+    base = {"perry_workspace_runtime": "podman", "perry_workspace_list": [{"name": prefix + "boot"}]}
+    try:
+        out = run_playbook(role, topo, extra_vars=dict(base, perry_workspace_state="absent"), timeout=300)
+        assert out["rc"] == 0, out["stdout"][-3000:]
+        warned = [t for t in out["tasks"] if "will not come back after a reboot" in str(t.get("msg"))]
+        assert warned and "no systemd" in warned[0]["msg"] and "podman start --all" in warned[0]["msg"]
+        out = run_playbook(role, topo, extra_vars=dict(base, perry_workspace_rootless_reboot="fail"), timeout=300)
+        assert out["rc"] != 0
+        failed = out["tasks"][-1]
+        assert failed.get("failed") and "Nothing was created" in failed["msg"] and "no systemd" in failed["msg"]
+        assert topo.inspect("workspace-" + prefix + "boot") is None
+        out = run_playbook(role, topo, extra_vars=dict(base, perry_workspace_state="absent",
+                                                       perry_workspace_rootless_reboot="ignore"), timeout=300)
+        assert out["rc"] == 0 and not [t for t in out["tasks"] if "reboot" in str(t.get("msg"))]
+    finally:
+        topo.cleanup(prefix)
