@@ -66,7 +66,7 @@ class Option:
         if with_default and self.default is not None:
             out["default"] = self.default
         if self.deprecated_aliases:
-            out["aliases"] = [old for old, _ in self.deprecated_aliases]
+            out["aliases"] = [alias[0] for alias in self.deprecated_aliases]
             out["deprecated_aliases"] = [dict(name=old, version=version, collection_name=COLLECTION)
                                          for old, version in self.deprecated_aliases]
         for key in ("choices", "elements"):
@@ -186,7 +186,7 @@ WORKSPACE_OPTIONS = (
         default=[], elements="dict", suboptions=FILE_OPTIONS),
 )
 ITEM_OPTIONS = tuple(o.name for o in WORKSPACE_OPTIONS)
-ITEM_ALIASES = {old: o.name for o in WORKSPACE_OPTIONS for old, _ in o.deprecated_aliases}
+ITEM_ALIASES = {alias[0]: o.name for o in WORKSPACE_OPTIONS for alias in o.deprecated_aliases}
 
 
 def argument_spec() -> dict:
@@ -413,7 +413,7 @@ def validate_item(item: dict, profile: RuntimeProfile, ssh_port_range: tuple, wo
     validate_port(item.get("worker_port"), worker_port_range, "worker_port")
     item["bind_address"] = validate_address(item.get("bind_address") or "127.0.0.1", "bind_address")
     item["labels"] = validate_labels(item.get("labels"))
-    own = {item[k]: k.split("_")[0] for k in ("ssh_port", "worker_port") if item.get(k) is not None}
+    own = {item[k]: k.split("_", maxsplit=1)[0] for k in ("ssh_port", "worker_port") if item.get(k) is not None}
     item["ports"] = validate_ports(item.get("ports"), item["bind_address"], own)
     item["files"] = build_files(item.get("files"))
     if item["state"] != "absent" and not item.get("image"):
