@@ -8,6 +8,11 @@ from __future__ import annotations
 class ModuleDocFragment:
     # Options every perry.fleet module uses to reach the container engine.
     DOCUMENTATION = r'''
+requirements:
+  - On the managed host, Podman >= 4.3 (tested with 4.3.1) for O(runtime=podman), or Docker Engine and the docker
+    CLI >= 20.10 (tested with 20.10.24) for O(runtime=docker); the docker CLI >= 20.10 against a Podman >= 4.3 API
+    socket (O(engine_cli=docker) with O(engine_url)) is tested too.
+  - Python >= 3.8 on the managed host.
 options:
   runtime:
     description:

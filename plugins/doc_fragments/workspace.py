@@ -39,7 +39,7 @@ options:
     type: str
   env:
     description:
-    - Environment for the container (values are strings). C(DOCKER_HOST) is set through O(docker_host).
+    - Environment for the container (values are strings). C(DOCKER_HOST) is set through O(workspace_docker_host).
     - Each C(KEY=value) line may have at most 65535 bytes, and all values together at most about 65000 (they are kept in
       the C(perry.fleet.spec) label); longer is refused before anything is created.
     type: dict
@@ -54,11 +54,17 @@ options:
       empty value instead to revoke it.'
     type: dict
     default: {}
-  docker_host:
+  workspace_docker_host:
     description:
-    - Engine URL forwarded into a O(runtime=podman) workspace as C(DOCKER_HOST), for example C(tcp://podman-in-podman:2375).
-      Refused with O(runtime=docker), whose workspaces run their own engine.
+    - Engine URL forwarded into a O(runtime=podman) workspace as C(DOCKER_HOST), for example C(tcp://podman-in-podman:2375),
+      so the agent's C(docker) commands reach that engine. Refused with O(runtime=docker), whose workspaces run their own
+      engine.
+    - 'This is not the engine the module talks to: that is O(engine_url).'
+    - The alias C(docker_host) (the name until 0.1.0, which community.docker users read as the daemon to talk to) is deprecated
+      and will be removed in 2.0.0.
     type: str
+    aliases:
+    - docker_host
   privileged:
     description:
     - Run privileged. Defaults to the runtime profile (V(true) for docker, V(false) for podman); V(true) is refused for
@@ -91,6 +97,45 @@ options:
     - Host address the SSH port is published on. The worker port is always published on 127.0.0.1.
     type: str
     default: 127.0.0.1
+  labels:
+    description:
+    - Extra container labels (values are strings), merged with the ones perry.fleet sets. Keys under C(perry.fleet.) and
+      C(workspace.name)/C(workspace.managed) are perry.fleet's own and refused.
+    - 'Labels are part of the spec: changing them recreates the container (volumes are kept).'
+    type: dict
+    default: {}
+  ports:
+    description:
+    - Extra published ports, beyond SSH and the worker (for example a dev server). Each host port may be asked for once
+      per task; one equal to this workspace's SSH or worker port is refused.
+    - 'Part of the spec: changing them recreates the container (volumes are kept).'
+    type: list
+    default: []
+    elements: dict
+    suboptions:
+      container_port:
+        description:
+        - Port inside the workspace, 1-65535; not 22 (SSH) nor 7392 (the worker, which is published on 127.0.0.1 only).
+        type: int
+        required: true
+      host_port:
+        description:
+        - Host port, 1-65535; never allocated, so give one no other workspace or process holds (a taken one is refused before
+          anything is created).
+        type: int
+        required: true
+      bind_address:
+        description:
+        - Host IPv4 address to publish on. Default is the workspace's O(bind_address).
+        type: str
+      protocol:
+        description:
+        - V(tcp) or V(udp). Only a V(tcp) host port is probed for a process holding it.
+        type: str
+        default: tcp
+        choices:
+        - tcp
+        - udp
   purge:
     description:
     - 'With O(state=absent), also remove the home volume and the DinD volume: only volumes whose labels say they are this
@@ -178,10 +223,12 @@ options:
         description:
         - Overrides O(secret_env).
         type: dict
-      docker_host:
+      workspace_docker_host:
         description:
-        - Overrides O(docker_host).
+        - Overrides O(workspace_docker_host).
         type: str
+        aliases:
+        - docker_host
       privileged:
         description:
         - Overrides O(privileged).
@@ -210,6 +257,39 @@ options:
         description:
         - Overrides O(bind_address).
         type: str
+      labels:
+        description:
+        - Overrides O(labels).
+        type: dict
+      ports:
+        description:
+        - Overrides O(ports).
+        type: list
+        elements: dict
+        suboptions:
+          container_port:
+            description:
+            - Port inside the workspace, 1-65535; not 22 (SSH) nor 7392 (the worker, which is published on 127.0.0.1 only).
+            type: int
+            required: true
+          host_port:
+            description:
+            - Host port, 1-65535; never allocated, so give one no other workspace or process holds (a taken one is refused
+              before anything is created).
+            type: int
+            required: true
+          bind_address:
+            description:
+            - Host IPv4 address to publish on. Default is the workspace's O(bind_address).
+            type: str
+          protocol:
+            description:
+            - V(tcp) or V(udp). Only a V(tcp) host port is probed for a process holding it.
+            type: str
+            default: tcp
+            choices:
+            - tcp
+            - udp
       purge:
         description:
         - Overrides O(purge).

@@ -57,7 +57,7 @@ def _capped(text, length: int = DETAIL_LENGTH) -> str | None:
 
 
 def _epoch_ms(value) -> int | None:
-    """A session's lastActivity as epoch milliseconds; missing, zero, negative or not a number is None."""
+    """A session's last_activity as epoch milliseconds; missing, zero, negative or not a number is None."""
     if isinstance(value, bool):
         return None
     try:
@@ -111,37 +111,6 @@ def human_duration(seconds) -> str | None:
     if h:
         return "%dh %dm" % (h, m)
     return "%dm" % m if m else "%ds" % s
-
-
-def _number(text):
-    text = str(text if text is not None else "").strip()
-    if text in ("", "<nil>", "<no value>"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            return None
-
-
-def parse_limits(lines) -> dict:
-    """``name|memory bytes|nano cpus|pids limit`` lines of one batched inspect -> {container: limits}.
-
-    0 (or a negative pids limit) means no limit, as the engines report it."""
-    out = {}
-    for line in lines or []:
-        parts = str(line).strip().split("|")
-        if len(parts) != 4 or not parts[0]:
-            continue
-        memory, nano, pids = (_number(x) for x in parts[1:])
-        out[parts[0].lstrip("/")] = {
-            "memory": int(memory) if memory and memory > 0 else None,
-            "cpus": round(nano / 1e9, 3) if nano and nano > 0 else None,
-            "pids": int(pids) if pids and pids > 0 else None,
-        }
-    return out
 
 
 def parse_image_ids(lines) -> dict:
@@ -257,12 +226,12 @@ def _conflicts(rows: list) -> None:
 _RANK = {"unhealthy": 0, "missing": 1, "unknown": 2, "stopped": 3}
 
 
-def fleet_report_host(info, health=None, sessions=None, limits=None, images=None, options=None) -> dict:
+def fleet_report_host(info, health=None, sessions=None, images=None, options=None) -> dict:
     """One host's report: a row per workspace (see roles/report/README.md for each field), sorted worst first.
 
     ``info``: perry_workspace_info's workspaces; ``health``: perry_worker_health's (or the workspace role's fact)
-    entries; ``sessions``: perry_sessions' entries; ``limits`` / ``images``: the lines of the role's two batched
-    inspects; ``options``: host, runtime, source, now (epoch seconds), budgets, expected_version, titles,
+    entries (limits included); ``sessions``: perry_sessions' entries; ``images``: the lines of the role's batched image
+    inspect; ``options``: host, runtime, source, now (epoch seconds), budgets, expected_version, titles,
     title_length, expected (names that should exist: the others are ``missing``), commands (of the modules),
     health_error (the health module's message when it failed as a whole: each running workspace is then unknown
     or unhealthy by whether it listed its sessions)."""
@@ -275,7 +244,7 @@ def fleet_report_host(info, health=None, sessions=None, limits=None, images=None
     title_length = int(o.get("title_length", 80))
     commands = [c for c in (o.get("commands") or []) if isinstance(c, dict)]
     health_by, sessions_by = _by_name(health), _by_name(sessions)
-    limits_by, images_by = parse_limits(limits), parse_image_ids(images)
+    images_by = parse_image_ids(images)
     found = {w["name"]: w for w in (info or [])}
     names = list(found) + [n for n in (o.get("expected") or []) if n not in found]
     rows = []
@@ -325,14 +294,14 @@ def fleet_report_host(info, health=None, sessions=None, limits=None, images=None
             drift = not _same_id(image_id, image_now)
         else:
             drift = None
-        lim = limits_by.get(str(w.get("container") or ""), {"memory": None, "cpus": None, "pids": None})
+        lim = w.get("limits") or {"memory": None, "cpus": None, "pids": None}
         found_sessions = [x for x in (s.get("sessions") or []) if isinstance(x, dict)] if s.get("ok") else []
         for x in found_sessions:
-            x["_ms"] = _epoch_ms(x.get("lastActivity"))
+            x["_ms"] = _epoch_ms(x.get("last_activity"))
         found_sessions.sort(key=lambda x: (x["_ms"] is None, -(x["_ms"] or 0)))
         agents = {}
         for x in found_sessions:
-            agent = str(x.get("agentType") or "unknown")
+            agent = str(x.get("agent_type") or "unknown")
             agents[agent] = agents.get(agent, 0) + 1
         last = found_sessions[0]["_ms"] if found_sessions else None
         if s.get("ok"):
@@ -358,7 +327,7 @@ def fleet_report_host(info, health=None, sessions=None, limits=None, images=None
             "session_count": len(found_sessions) if s.get("ok") else None,
             "sessions_by_agent": dict(sorted(agents.items())),
             "last_activity": last, "last_activity_utc": last_text,
-            "newest_titles": [{"title": _cut(x.get("title"), title_length), "agent": x.get("agentType"),
+            "newest_titles": [{"title": _cut(x.get("title"), title_length), "agent": x.get("agent_type"),
                                "last_activity": x["_ms"]} for x in found_sessions[:titles_n]],
             "sessions_error": _one_line(s.get("error")) if running and not s.get("ok") and s else None,
         })

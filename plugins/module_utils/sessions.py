@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The worker's session routes as the collection uses them, and the one normalisation of a session.
 
-Sessions are returned the way the Perry agent consumes them (docs/perry-compat.md): ``agentType`` claude becomes
-claude-code, ``mtime`` in seconds beside ``lastActivity`` in ms, ``projectPath`` and ``name`` added.
+Sessions are returned the way the Perry agent consumes them (docs/perry-compat.md), with snake_case keys:
+``agent_type`` claude becomes claude-code, ``mtime`` in seconds beside ``last_activity`` in ms, ``project_path``
+and ``name`` added.
 
 The list is paged (``limit``/``offset``, DEFAULT_PAGE by default) over all workspaces' sessions, newest first, with
 the ``total`` of matches: each worker is asked for just the window the page needs (``GET /sessions?limit&offset&
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 from ansible_collections.perry.fleet.plugins.module_utils.errors import SpecError, WorkerError
 from ansible_collections.perry.fleet.plugins.module_utils.parallel import run_parallel
+from ansible_collections.perry.fleet.plugins.module_utils.snake import snake_keys
 from urllib.parse import urlencode
 
 from ansible_collections.perry.fleet.plugins.module_utils.transport import Target, Transport, session_path
@@ -47,21 +49,21 @@ def normalize_agent_type(value):
 
 def normalize_session(raw: dict, workspace: str) -> dict:
     """The ONE place a worker session becomes what this collection returns (agent-side consumption,
-    docs/perry-compat.md): ``agentType`` claude -> claude-code (the worker's value kept as ``workerAgentType``),
-    ``mtime`` = lastActivity / 1000 (seconds; lastActivity stays in ms), ``projectPath`` = directory,
-    ``name`` = title, and ``workspace`` = the workspace it came from."""
-    session = dict(raw)
+    docs/perry-compat.md), every key in snake_case: ``agent_type`` claude -> claude-code (the worker's value kept
+    as ``worker_agent_type``), ``mtime`` = last_activity / 1000 (seconds; last_activity stays in ms),
+    ``project_path`` = directory, ``name`` = title, and ``workspace`` = the workspace it came from."""
+    session = snake_keys(raw)
     worker_type = raw.get("agentType")
-    session["workerAgentType"] = worker_type
-    session["agentType"] = normalize_agent_type(worker_type)
+    session["worker_agent_type"] = worker_type
+    session["agent_type"] = normalize_agent_type(worker_type)
     last = raw.get("lastActivity")
     if isinstance(last, (int, float)) and not isinstance(last, bool):
-        session["lastActivity"] = int(last)
+        session["last_activity"] = int(last)
         session["mtime"] = last / 1000.0
     else:
-        session["lastActivity"] = None
+        session["last_activity"] = None
         session["mtime"] = None
-    session["projectPath"] = raw.get("directory")
+    session["project_path"] = raw.get("directory")
     session["name"] = raw.get("title")
     session["workspace"] = workspace
     return session
@@ -124,16 +126,16 @@ def filter_sessions(sessions: list, agent_types=None, since_ms: int | None = Non
     wanted = {normalize_agent_type(a) for a in agent_types or []}
     out = []
     for s in sessions:
-        if wanted and s.get("agentType") not in wanted:
+        if wanted and s.get("agent_type") not in wanted:
             continue
-        if since_ms is not None and (s.get("lastActivity") is None or s["lastActivity"] < since_ms):
+        if since_ms is not None and (s.get("last_activity") is None or s["last_activity"] < since_ms):
             continue
         out.append(s)
     return out
 
 
 def sort_sessions(sessions: list) -> list:
-    return sorted(sessions, key=lambda s: (-(s.get("lastActivity") or 0), s.get("workspace") or "", s.get("id") or ""))
+    return sorted(sessions, key=lambda s: (-(s.get("last_activity") or 0), s.get("workspace") or "", s.get("id") or ""))
 
 
 def list_path(offset: int, limit: int, agent_types=None, since_ms: int | None = None) -> str:
@@ -208,7 +210,8 @@ class SessionClient:
 
     def messages(self, session_id: str, limit: int, offset: int) -> dict:
         doc = self._call(session_path(session_id, "/messages?limit=%d&offset=%d" % (limit, offset)))[1]
-        return {"id": doc.get("id", session_id), "messages": doc.get("messages") or [],
+        messages = [snake_keys(m) if isinstance(m, dict) else m for m in doc.get("messages") or []]
+        return {"id": doc.get("id", session_id), "messages": messages,
                 "total": doc.get("total", 0), "limit": limit, "offset": offset}
 
     def delete(self, session_id: str) -> bool:

@@ -100,9 +100,10 @@ class WorkspaceManager:
         objects = self.engine.inspect(names + [replaced_name(n) for n in names] + images,
                                       timeout=self.settings.engine_timeout)
         images_by_ref = {ref: objects.get(ref) for ref in images}
-        missing = [ref for ref, obj in images_by_ref.items() if obj is None]
-        if missing:
-            images_by_ref.update(self._pull(missing))
+        # always: pull every image (check mode does not; it plans with the image the engine has, if any).
+        wanted = images if self.settings.pull == "always" else [r for r, obj in images_by_ref.items() if obj is None]
+        if wanted:
+            images_by_ref.update(self._pull(wanted, images_by_ref))
         plans = []
         for item in items:
             existing = objects.get(layout.container_name(item["name"]))
@@ -126,13 +127,14 @@ class WorkspaceManager:
             plans.append(plan)
         return plans
 
-    def _pull(self, refs: list) -> dict:
+    def _pull(self, refs: list, have: dict) -> dict:
+        """The images after pulling refs; a pull counts as a change only when it brought a different image."""
         if self.settings.pull == "never":
             raise WorkspaceError(
                 "image(s) %s not found in the engine and pull=never: build them with the perry.fleet.image "
                 "role (or set pull=missing)" % ", ".join(refs))
         if self.settings.check_mode:
-            return {ref: None for ref in refs}
+            return {ref: have.get(ref) for ref in refs}
         found = {}
         for ref in refs:
             try:
@@ -140,10 +142,11 @@ class WorkspaceManager:
             except PerryError as exc:
                 detail = getattr(exc, "stderr", "").strip()[-300:] or exc.msg
                 raise WorkspaceError(
-                    "image %s is not in the engine and could not be pulled: %s. Build it with the "
-                    "perry.fleet.image role or check the image name." % (ref, detail)) from None
-            self.changed = True
+                    "image %s could not be pulled (pull=%s): %s. Build it with the perry.fleet.image role and use "
+                    "pull=missing, or check the image name and registry." % (ref, self.settings.pull, detail)) from None
             found[ref] = self.engine.inspect([ref], timeout=self.settings.engine_timeout).get(ref)
+            if (found[ref] or {}).get("Id") != (have.get(ref) or {}).get("Id"):
+                self.changed = True
         return found
 
     def _desired_spec(self, item: dict, image: dict | None, before: dict | None) -> ws.WorkspaceSpec:
@@ -151,7 +154,7 @@ class WorkspaceManager:
         return ws.WorkspaceSpec(
             name=item["name"], profile=self.profile, image=item["image"],
             image_id=short_id(image.get("Id")) if image else "(pulled at apply)",
-            env=item["env"], secret_env=item["secret_env"], docker_host=item.get("docker_host"),
+            env=item["env"], secret_env=item["secret_env"], docker_host=item.get("workspace_docker_host"),
             privileged=bool(item["privileged"]), memory=item.get("memory"),
             cpus=float(item["cpus"]) if item.get("cpus") is not None else None,
             pids_limit=int(item["pids_limit"]) if item.get("pids_limit") is not None else None,
@@ -159,6 +162,7 @@ class WorkspaceManager:
             # Stable across recreate: keep the ports the workspace already has unless told otherwise.
             ssh_port=item.get("ssh_port") or before_ports.get("ssh"),
             worker_port=(item.get("worker_port") or before_ports.get("worker")) if self.profile.publish_worker_port else None,
+            user_labels=item.get("labels") or {}, extra_ports=item.get("ports") or [],
         )
 
     # -- applying -------------------------------------------------------------------------------
@@ -229,6 +233,9 @@ class WorkspaceManager:
                 allocator.claim(spec.ssh_port, "ssh", plan.container)
             if spec.worker_port:
                 allocator.claim(spec.worker_port, "worker", plan.container)
+            for extra in spec.extra_ports:
+                if extra["protocol"] == "tcp":   # the bind probe is tcp; udp ones are checked within the task only
+                    allocator.claim(extra["host_port"], "published", plan.container)
         if not allocate:
             return
         for plan in plans:
@@ -368,7 +375,8 @@ class WorkspaceManager:
             out.update({
                 "image": spec.image,
                 "image_id": spec.image_id,
-                "ports": {"ssh": spec.ssh_port, "worker": spec.worker_port, "bind_address": spec.bind_address},
+                "ports": dict({"ssh": spec.ssh_port, "worker": spec.worker_port, "bind_address": spec.bind_address},
+                              **({"extra": spec.extra_ports} if spec.extra_ports else {})),
                 "volumes": spec.volumes,
                 "spec_hash": spec.spec_hash(),
             })

@@ -2,7 +2,8 @@
 # Copyright: perry.fleet contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """What the engine says about Perry workspaces, read-only: which exist (by Perry's label or by name) and, for
-each, its state, ports and image. Never the environment: secrets may live there on older workspaces."""
+each, its state, ports, image and the limits the engine enforces. Never the environment: secrets may live there on
+older workspaces."""
 
 from __future__ import annotations
 
@@ -16,6 +17,24 @@ def find(engine, names: list | None = None, timeout: float | None = None) -> lis
         found = engine.inspect([layout.container_name(n) for n in names], timeout=timeout)
         return [found[c] for c in (layout.container_name(n) for n in names) if c in found]
     return engine.list_containers(timeout=timeout, label="%s=true" % layout.LABEL_MANAGED)
+
+
+def _positive(value):
+    """A number from the inspect, None for 0, negative, missing or not a number (the engines' "no limit")."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return None
+    return value
+
+
+def limits(container: dict) -> dict:
+    """Memory (bytes), cpus and pids limit as the engine enforces them (HostConfig), None where unlimited.
+    CPUs come from NanoCpus (``--cpus``), else from CpuQuota/CpuPeriod as some podman versions record them."""
+    host = container.get("HostConfig") if isinstance(container.get("HostConfig"), dict) else {}
+    nano, quota, period = (_positive(host.get(k)) for k in ("NanoCpus", "CpuQuota", "CpuPeriod"))
+    cpus = nano / 1e9 if nano else (quota / period if quota and period else None)
+    memory, pids = _positive(host.get("Memory")), _positive(host.get("PidsLimit"))
+    return {"memory": int(memory) if memory else None, "cpus": round(cpus, 3) if cpus else None,
+            "pids": int(pids) if pids else None}
 
 
 def describe(container: dict) -> dict:
@@ -42,4 +61,5 @@ def describe(container: dict) -> dict:
         "ports": ports,
         "started_at": state.get("StartedAt"),
         "restart_count": container.get("RestartCount"),
+        "limits": limits(container),
     }

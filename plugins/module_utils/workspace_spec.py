@@ -36,6 +36,12 @@ RESERVED_ENV = frozenset({"DOCKER_HOST", SECRET_KEYS_ENV})
 # Both CLIs read env and label files with Go's bufio.Scanner: a line over 65535 bytes fails `create` (measured on
 # docker 20.10 and podman 4.3), so longer lines are refused before anything is created.
 MAX_KV_LINE = 65535
+COLLECTION = "perry.fleet"   # named in deprecations
+# Labels perry.fleet sets itself (layout.py): a user label may not set them, nor anything under perry.fleet.
+OWN_LABELS = frozenset({layout.LABEL_NAME, layout.LABEL_MANAGED})
+RESERVED_LABEL_PREFIX = "perry.fleet."
+LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+PROTOCOLS = ("tcp", "udp")
 PORT_DIGITS_MARGIN = 32   # the spec label is checked before ports are chosen; their digits fit in this
 
 
@@ -53,11 +59,16 @@ class Option:
     no_log: bool = False
     suboptions: tuple | None = None   # of Option
     required: bool = False            # in a `workspaces` entry
+    deprecated_aliases: tuple = ()    # of (old name, version it goes away in)
 
     def spec(self, with_default: bool = True) -> dict:
         out = {"type": self.type}
         if with_default and self.default is not None:
             out["default"] = self.default
+        if self.deprecated_aliases:
+            out["aliases"] = [alias[0] for alias in self.deprecated_aliases]
+            out["deprecated_aliases"] = [dict(name=old, version=version, collection_name=COLLECTION)
+                                         for old, version in self.deprecated_aliases]
         for key in ("choices", "elements"):
             if getattr(self, key) is not None:
                 out[key] = list(getattr(self, key)) if key == "choices" else getattr(self, key)
@@ -80,6 +91,16 @@ FILE_OPTIONS = (
                            "C(.git-credentials)), V(0644) otherwise.",)),
 )
 
+PORT_OPTIONS = (
+    Option("container_port", "int", ("Port inside the workspace, 1-65535; not 22 (SSH) nor 7392 (the worker, which "
+                                     "is published on 127.0.0.1 only).",), required=True),
+    Option("host_port", "int", ("Host port, 1-65535; never allocated, so give one no other workspace or process "
+                                "holds (a taken one is refused before anything is created).",), required=True),
+    Option("bind_address", "str", ("Host IPv4 address to publish on. Default is the workspace's O(bind_address).",)),
+    Option("protocol", "str", ("V(tcp) or V(udp). Only a V(tcp) host port is probed for a process holding it.",),
+           default="tcp", choices=PROTOCOLS),
+)
+
 WORKSPACE_OPTIONS = (
     Option("name", "str", (
         "Workspace name, 1-63 characters of V(a-z), V(0-9) and V(-), starting and ending with a letter or digit "
@@ -98,7 +119,7 @@ WORKSPACE_OPTIONS = (
         "Workspace image, for example the one the P(perry.fleet.image#role) role builds (C(localhost/perry:latest)).",
         "Required unless O(state=absent). Its id is part of the spec, so a rebuilt image recreates the container.",)),
     Option("env", "dict", (
-        "Environment for the container (values are strings). C(DOCKER_HOST) is set through O(docker_host).",
+        "Environment for the container (values are strings). C(DOCKER_HOST) is set through O(workspace_docker_host).",
         "Each C(KEY=value) line may have at most 65535 bytes, and all values together at most about 65000 (they are "
         "kept in the C(perry.fleet.spec) label); longer is refused before anything is created.",),
         default={}),
@@ -110,9 +131,13 @@ WORKSPACE_OPTIONS = (
         "keep their environment and new shells see the new values. Removing every key leaves the last file in "
         "place; set the key to an empty value instead to revoke it.",),
         default={}, no_log=True),
-    Option("docker_host", "str", (
+    Option("workspace_docker_host", "str", (
         "Engine URL forwarded into a O(runtime=podman) workspace as C(DOCKER_HOST), for example "
-        "C(tcp://podman-in-podman:2375). Refused with O(runtime=docker), whose workspaces run their own engine.",)),
+        "C(tcp://podman-in-podman:2375), so the agent's C(docker) commands reach that engine. Refused with "
+        "O(runtime=docker), whose workspaces run their own engine.",
+        "This is not the engine the module talks to: that is O(engine_url).",
+        "The alias C(docker_host) (the name until 0.1.0, which community.docker users read as the daemon to talk to) "
+        "is deprecated and will be removed in 2.0.0.",), deprecated_aliases=(("docker_host", "2.0.0"),)),
     Option("privileged", "bool", (
         "Run privileged. Defaults to the runtime profile (V(true) for docker, V(false) for podman); V(true) is "
         "refused for podman.",)),
@@ -128,6 +153,15 @@ WORKSPACE_OPTIONS = (
     Option("bind_address", "str", (
         "Host address the SSH port is published on. The worker port is always published on 127.0.0.1.",),
         default="127.0.0.1"),
+    Option("labels", "dict", (
+        "Extra container labels (values are strings), merged with the ones perry.fleet sets. Keys under "
+        "C(perry.fleet.) and C(workspace.name)/C(workspace.managed) are perry.fleet's own and refused.",
+        "Labels are part of the spec: changing them recreates the container (volumes are kept).",), default={}),
+    Option("ports", "list", (
+        "Extra published ports, beyond SSH and the worker (for example a dev server). Each host port may be asked "
+        "for once per task; one equal to this workspace's SSH or worker port is refused.",
+        "Part of the spec: changing them recreates the container (volumes are kept).",),
+        default=[], elements="dict", suboptions=PORT_OPTIONS),
     Option("purge", "bool", (
         "With O(state=absent), also remove the home volume and the DinD volume: only volumes whose labels say they "
         "are this workspace's (an unlabelled one only with O(adopt=true) or when this workspace's container mounts "
@@ -156,6 +190,7 @@ WORKSPACE_OPTIONS = (
         default=[], elements="dict", suboptions=FILE_OPTIONS),
 )
 ITEM_OPTIONS = tuple(o.name for o in WORKSPACE_OPTIONS)
+ITEM_ALIASES = {alias[0]: o.name for o in WORKSPACE_OPTIONS for alias in o.deprecated_aliases}
 
 
 def argument_spec() -> dict:
@@ -177,7 +212,8 @@ def _option_doc(o: Option, in_entry: bool = False, sub: bool = False) -> dict:
     else:
         description = list(o.doc)
     out = {"description": description}
-    out.update({k: v for k, v in o.spec(with_default=not in_entry).items() if k not in ("options", "no_log")})
+    out.update({k: v for k, v in o.spec(with_default=not in_entry).items()
+                if k not in ("options", "no_log", "deprecated_aliases")})
     if o.required and (in_entry or sub):
         out["required"] = True
     if o.suboptions:
@@ -208,7 +244,8 @@ def validate_env(env, what: str) -> dict:
         if not isinstance(key, str) or not ENV_KEY_RE.match(key):
             raise SpecError("%s key %r is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)" % (what, key))
         if key in RESERVED_ENV:
-            raise SpecError("%s must not set %s: use the module option for it (docker_host) instead" % (what, key))
+            raise SpecError("%s must not set %s: use the module option for it (workspace_docker_host) instead"
+                            % (what, key))
         if value is None:
             value = ""
         if isinstance(value, bool):
@@ -247,8 +284,19 @@ def validate_address(address, what: str) -> str:
                         "this host" % (what, address)) from None
 
 
+def _canonical(params: dict) -> dict:
+    """The options under their current names: a deprecated alias (kept next to the new name by AnsibleModule, or
+    alone from a direct caller) fills the new name when that is unset."""
+    out = {k: v for k, v in params.items() if k not in ITEM_ALIASES}
+    for old, new in ITEM_ALIASES.items():
+        if params.get(old) is not None and out.get(new) is None:
+            out[new] = params[old]
+    return out
+
+
 def expand_items(params: dict) -> list:
     """The single form (name=...) and the list form (workspaces=[...]) as one list of items."""
+    params = _canonical(params)
     defaults = {k: params.get(k) for k in ITEM_OPTIONS}
     raw = params.get("workspaces")
     if raw is None:
@@ -257,6 +305,7 @@ def expand_items(params: dict) -> list:
     for entry in raw:
         if not isinstance(entry, dict):
             raise SpecError("each entry of workspaces must be a mapping with at least a name")
+        entry = _canonical(entry)
         unknown = sorted(set(entry) - set(ITEM_OPTIONS))
         if unknown:
             raise SpecError("unknown key(s) %s in a workspaces entry: allowed are %s"
@@ -265,6 +314,68 @@ def expand_items(params: dict) -> list:
         item.update({k: v for k, v in entry.items() if v is not None})
         items.append(item)
     return items
+
+
+def validate_labels(labels) -> dict:
+    """User labels as strings; perry.fleet's own keys refused (they decide ownership and recreation)."""
+    labels = labels or {}
+    if not isinstance(labels, dict):
+        raise SpecError("labels must be a mapping of key: value")
+    out = {}
+    for key, value in labels.items():
+        if not isinstance(key, str) or not LABEL_KEY_RE.match(key):
+            raise SpecError("label key %r is invalid: use letters, digits and . _ / - (starting with a letter or "
+                            "digit), e.g. com.example.team" % (key,))
+        if key in OWN_LABELS or key.startswith(RESERVED_LABEL_PREFIX):
+            raise SpecError("label %s is reserved: perry.fleet sets %s and every perry.fleet.* label itself (they "
+                            "decide which containers are its and when to recreate them); use your own prefix, "
+                            "e.g. com.example.%s" % (key, ", ".join(sorted(OWN_LABELS)), key.split(".")[-1]))
+        if value is None:
+            value = ""
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        value = str(value)
+        if "\n" in value or "\r" in value or "\x00" in value:
+            raise SpecError("label %s contains a newline or NUL, which a label file cannot carry" % key)
+        out[key] = value
+    return dict(sorted(out.items()))
+
+
+def validate_ports(ports, bind_address: str, own: dict) -> list:
+    """Extra published ports, normalised and sorted; ``own`` is {host port: what} of the workspace's own ports."""
+    if ports is None:
+        return []
+    if not isinstance(ports, list):
+        raise SpecError("ports must be a list of {container_port, host_port[, bind_address, protocol]}")
+    out, seen = [], {}
+    for entry in ports:
+        if not isinstance(entry, dict):
+            raise SpecError("each entry of ports must be a mapping with container_port and host_port")
+        unknown = sorted(set(entry) - {o.name for o in PORT_OPTIONS})
+        if unknown:
+            raise SpecError("unknown key(s) %s in a ports entry: allowed are %s"
+                            % (", ".join(unknown), ", ".join(o.name for o in PORT_OPTIONS)))
+        for key in ("container_port", "host_port"):
+            if entry.get(key) is None:
+                raise SpecError("a ports entry needs %s (both container_port and host_port)" % key)
+            validate_port(entry[key], (1, 65535), "ports %s" % key)
+        protocol = entry.get("protocol") or "tcp"
+        if protocol not in PROTOCOLS:
+            raise SpecError("ports protocol %r is invalid: use tcp or udp" % (protocol,))
+        container_port, host_port = entry["container_port"], entry["host_port"]
+        if container_port in (layout.SSH_PORT, layout.WORKER_PORT) and protocol == "tcp":
+            raise SpecError("ports container_port %d is perry.fleet's own (22 is SSH: set ssh_port; 7392 is the worker, "
+                            "published on 127.0.0.1 only: set worker_port)" % container_port)
+        if protocol == "tcp" and host_port in own:
+            raise SpecError("ports host_port %d is this workspace's %s port: pick another host port" % (host_port, own[host_port]))
+        key = (host_port, protocol)
+        if key in seen:
+            raise SpecError("ports host_port %d/%s is listed twice (for container ports %d and %d): each host port "
+                            "can be published once" % (host_port, protocol, seen[key], container_port))
+        seen[key] = container_port
+        out.append({"container_port": container_port, "host_port": host_port, "protocol": protocol,
+                    "bind_address": validate_address(entry.get("bind_address") or bind_address, "ports bind_address")})
+    return sorted(out, key=lambda p: (p["host_port"], p["protocol"]))
 
 
 def validate_item(item: dict, profile: RuntimeProfile, ssh_port_range: tuple, worker_port_range: tuple) -> dict:
@@ -286,12 +397,12 @@ def validate_item(item: dict, profile: RuntimeProfile, ssh_port_range: tuple, wo
         raise SpecError(
             "privileged=true is refused for runtime=%s: rootless workspaces cannot be privileged "
             "(use runtime=docker for Docker-in-Docker)" % profile.name)
-    if item.get("docker_host"):
+    if item.get("workspace_docker_host"):
         if not profile.forward_docker_host:
             raise SpecError(
-                "docker_host is forwarded only with runtime=podman; runtime=%s workspaces run their own "
-                "engine (Docker-in-Docker). Unset docker_host or use runtime=podman." % profile.name)
-        validate_engine_url(item["docker_host"], "docker_host")
+                "workspace_docker_host (docker_host) is forwarded only with runtime=podman; runtime=%s workspaces run "
+                "their own engine (Docker-in-Docker). Unset it or use runtime=podman." % profile.name)
+        validate_engine_url(item["workspace_docker_host"], "workspace_docker_host")
     memory = item.get("memory")
     if memory is not None and not MEMORY_RE.match(str(memory)):
         raise SpecError("memory %r is invalid: use a number with an optional unit b, k, m or g (e.g. 4g)" % memory)
@@ -305,6 +416,9 @@ def validate_item(item: dict, profile: RuntimeProfile, ssh_port_range: tuple, wo
                         "without a published port. Unset worker_port." % profile.name)
     validate_port(item.get("worker_port"), worker_port_range, "worker_port")
     item["bind_address"] = validate_address(item.get("bind_address") or "127.0.0.1", "bind_address")
+    item["labels"] = validate_labels(item.get("labels"))
+    own = {item[k]: k.split("_", maxsplit=1)[0] for k in ("ssh_port", "worker_port") if item.get(k) is not None}
+    item["ports"] = validate_ports(item.get("ports"), item["bind_address"], own)
     item["files"] = build_files(item.get("files"))
     if item["state"] != "absent" and not item.get("image"):
         raise SpecError("image is required for state=%s (build one with the perry.fleet.image role)" % item["state"])
@@ -323,8 +437,9 @@ def validate_items(items: list, runtime: str, ssh_port_range: tuple, worker_port
         if name in seen:
             raise SpecError("workspace %r is listed twice" % name)
         seen.add(name)
-        for key in ("ssh_port", "worker_port"):
-            port = item.get(key)
+        asked = [(item.get(key), key) for key in ("ssh_port", "worker_port")]
+        asked += [(p["host_port"], "ports") for p in item["ports"] if p["protocol"] == "tcp"]
+        for port, key in asked:
             if port is not None and ports.setdefault(port, (name, key)) != (name, key):
                 raise SpecError("port %d is asked for by both %s (%s) and %s (%s): give each workspace its own port "
                                 "or leave it unset" % ((port,) + ports[port] + (name, key)))
@@ -365,6 +480,8 @@ class WorkspaceSpec:
     bind_address: str = "127.0.0.1"
     ssh_port: int | None = None
     worker_port: int | None = None
+    user_labels: dict = field(default_factory=dict)
+    extra_ports: list = field(default_factory=list)   # validate_ports' dicts
 
     @property
     def container(self) -> str:
@@ -384,8 +501,10 @@ class WorkspaceSpec:
         return env
 
     def public(self) -> dict:
-        """The spec as shown in results, diffs and the spec label: secret values never included."""
-        return {
+        """The spec as shown in results, diffs and the spec label: secret values never included. Options added
+        after 0.1.0 appear only when set, so the spec (and the schema-0 hash) of a workspace not using them is
+        unchanged."""
+        out = {
             "image": self.image,
             "image_id": self.image_id,
             "runtime": self.profile.name,
@@ -397,6 +516,11 @@ class WorkspaceSpec:
             "ports": {"ssh": self.ssh_port, "worker": self.worker_port, "bind_address": self.bind_address},
             "resources": {"memory": self.memory, "cpus": self.cpus, "pids_limit": self.pids_limit},
         }
+        if self.user_labels:
+            out["labels"] = dict(sorted(self.user_labels.items()))
+        if self.extra_ports:
+            out["ports"]["extra"] = [dict(p) for p in self.extra_ports]
+        return out
 
     def spec_hash(self) -> str:
         """``v<SPEC_SCHEMA>:<sha256>`` over the public spec with unset values left out, so a new option whose default
@@ -429,6 +553,11 @@ class WorkspaceSpec:
                 raise SpecError("secret_env %s of workspace %s is %d bytes as a line of its secrets file; perry.fleet "
                                 "takes at most %d: put large values in a file (the files option) instead"
                                 % (key, self.name, size, MAX_KV_LINE))
+        for key, value in self.user_labels.items():
+            size = len(("%s=%s" % (key, value)).encode())
+            if size > MAX_KV_LINE:
+                raise SpecError("label %s of workspace %s is %d bytes as a label-file line; docker and podman read at "
+                                "most %d" % (key, self.name, size, MAX_KV_LINE))
         size = len(("%s=%s" % (layout.LABEL_SPEC, self.labels()[layout.LABEL_SPEC])).encode()) + PORT_DIGITS_MARGIN
         if size > MAX_KV_LINE:
             raise SpecError("the env values of workspace %s make its %s label about %d bytes; docker and podman read at "
@@ -436,12 +565,13 @@ class WorkspaceSpec:
                             % (self.name, layout.LABEL_SPEC, size, MAX_KV_LINE))
 
     def labels(self) -> dict:
-        return {
+        """The user's labels (validate_labels refused perry.fleet's keys) under perry.fleet's own."""
+        return dict(self.user_labels, **{
             layout.LABEL_NAME: self.name,
             layout.LABEL_MANAGED: "true",
             layout.LABEL_SPEC: json.dumps(self.public(), sort_keys=True, separators=(",", ":")),
             layout.LABEL_SPEC_HASH: self.spec_hash(),
-        }
+        })
 
     def create_args(self, env_file: str, label_file: str) -> list:
         """Arguments after the CLI for ``create``. Env and labels (the spec label holds env values)
@@ -459,6 +589,8 @@ class WorkspaceSpec:
         if self.profile.publish_worker_port and self.worker_port:
             # The worker has no auth: loopback only, whatever bind_address says.
             args += ["-p", "127.0.0.1:%d:%d/tcp" % (self.worker_port, layout.WORKER_PORT)]
+        for p in self.extra_ports:
+            args += ["-p", "%s:%d:%d/%s" % (p["bind_address"], p["host_port"], p["container_port"], p["protocol"])]
         if self.memory:
             args += ["--memory", self.memory]
         if self.cpus:

@@ -22,11 +22,13 @@ description:
     page of its messages (O(limit), O(offset), counted from the newest end as the worker pages them).
   - With O(state=absent) and O(session_id) it deletes the session wherever it exists. The session is read first,
     so check mode reports what would be deleted and diff mode shows it.
-  - "Sessions are normalised the way the Perry agent consumes them, in one function: C(agentType) V(claude)
-    becomes V(claude-code) (the worker's value is kept as C(workerAgentType)); C(lastActivity) stays in
-    milliseconds and C(mtime) is added in seconds (C(lastActivity / 1000)); C(projectPath) is C(directory)
-    (for Claude the worker's encoded project directory name, unchanged); C(name) is C(title); C(workspace) is the
-    workspace the session came from. All fields of the worker are kept."
+  - "Sessions are normalised the way the Perry agent consumes them, in one function, with every key in snake_case
+    (the worker's camelCase C(agentType) is returned as C(agent_type), C(lastActivity) as C(last_activity), and so
+    on): C(agent_type) V(claude) becomes V(claude-code) (the worker's value is kept as C(worker_agent_type));
+    C(last_activity) stays in milliseconds and C(mtime) is added in seconds (C(last_activity / 1000));
+    C(project_path) is C(directory) (for Claude the worker's encoded project directory name, unchanged); C(name) is
+    C(title); C(workspace) is the workspace the session came from. All fields of the worker are kept, under their
+    snake_case names; so are the keys of each message (C(tool_name), C(tool_id))."
   - A workspace whose worker cannot be reached is reported in its own entry (RV(workspaces[].error)); the other
     workspaces' results are still returned. O(fail_on_error) turns such errors into a task failure.
 author:
@@ -85,7 +87,7 @@ options:
   query:
     description:
       - "A JMESPath expression applied to the flat, normalised and filtered RV(sessions) list; its value is returned
-        as RV(query_result), for example C([?messageCount > `10`].{id: id, workspace: workspace})."
+        as RV(query_result), for example C([?message_count > `10`].{id: id, workspace: workspace})."
       - Needs the C(jmespath) Python library on the managed host.
     type: str
   request_timeout:
@@ -118,7 +120,7 @@ EXAMPLES = r'''
 - name: Ids and workspaces of long sessions
   perry.fleet.perry_sessions:
     names: [alice, bob]
-    query: "[?messageCount > `10`].{id: id, workspace: workspace}"
+    query: "[?message_count > `10`].{id: id, workspace: workspace}"
   register: long_sessions
 
 - name: The newest 20 messages of one session
@@ -147,30 +149,30 @@ sessions:
   contains:
     id: {description: Session id., type: str, returned: always}
     workspace: {description: Workspace the session is in., type: str, returned: always}
-    agentType: {description: "V(claude-code), V(opencode), V(pi) or V(codex).", type: str, returned: always}
-    workerAgentType: {description: The agent type as the worker reports it (V(claude) for Claude Code)., type: str, returned: always}
+    agent_type: {description: "V(claude-code), V(opencode), V(pi) or V(codex).", type: str, returned: always}
+    worker_agent_type: {description: The agent type as the worker reports it (V(claude) for Claude Code)., type: str, returned: always}
     title: {description: Session title (first prompt or directory)., type: str, returned: always}
     name: {description: Same as C(title)., type: str, returned: always}
     directory: {description: Project directory as the worker reports it., type: str, returned: always}
-    projectPath: {description: Same as C(directory)., type: str, returned: always}
-    filePath: {description: Session file in the container (empty for SQLite OpenCode)., type: str, returned: always}
-    messageCount: {description: Number of messages., type: int, returned: always}
-    firstPrompt: {description: First user prompt (at most 200 characters) or null., type: str, returned: always}
-    lastActivity: {description: Last activity in milliseconds since the epoch., type: int, returned: always}
-    mtime: {description: Last activity in seconds since the epoch (C(lastActivity / 1000))., type: float, returned: always}
+    project_path: {description: Same as C(directory)., type: str, returned: always}
+    file_path: {description: Session file in the container (empty for SQLite OpenCode)., type: str, returned: always}
+    message_count: {description: Number of messages., type: int, returned: always}
+    first_prompt: {description: First user prompt (at most 200 characters) or null., type: str, returned: always}
+    last_activity: {description: Last activity in milliseconds since the epoch., type: int, returned: always}
+    mtime: {description: Last activity in seconds since the epoch (C(last_activity / 1000))., type: float, returned: always}
   sample:
     - id: test-session
       workspace: alice
-      agentType: claude-code
-      workerAgentType: claude
+      agent_type: claude-code
+      worker_agent_type: claude
       title: Hello from test
       name: Hello from test
       directory: -home-workspace-proj
-      projectPath: -home-workspace-proj
-      filePath: /home/workspace/.claude/projects/-home-workspace-proj/test-session.jsonl
-      messageCount: 3
-      firstPrompt: Hello from test
-      lastActivity: 1767225600000
+      project_path: -home-workspace-proj
+      file_path: /home/workspace/.claude/projects/-home-workspace-proj/test-session.jsonl
+      message_count: 3
+      first_prompt: Hello from test
+      last_activity: 1767225600000
       mtime: 1767225600.0
 workspaces:
   description: One entry per workspace, in the order given.

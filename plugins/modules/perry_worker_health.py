@@ -146,7 +146,11 @@ workspaces:
       sample: token
     status: {description: "HTTP status of the last answer, 0 when none arrived.", type: int, returned: always, sample: 200}
     version: {description: Worker version from C(/health)., type: str, returned: always, sample: 0.1.0}
-    sessionCount: {description: Number of sessions the worker has indexed., type: int, returned: always, sample: 3}
+    session_count:
+      description: Number of sessions the worker has indexed (the worker's C(sessionCount)).
+      type: int
+      returned: always
+      sample: 3
     version_ok:
       description: Whether RV(workspaces[].version) equals O(expected_version); null without one or when unhealthy.
       type: bool
@@ -185,6 +189,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.perry.fleet.plugins.module_utils.errors import EngineError, PerryError
 from ansible_collections.perry.fleet.plugins.module_utils.module_args import (
     WORKER_TARGET_RULES, engine_argument_spec, make_engine, make_targets, worker_target_argument_spec)
+from ansible_collections.perry.fleet.plugins.module_utils.snake import snake_keys
 from ansible_collections.perry.fleet.plugins.module_utils.worker_health import (
     HealthOptions, auth_warning, check_many, failure_message, process_start)
 
@@ -228,7 +233,7 @@ def main():
             fail["elapsed"] = round(time.monotonic() - start, 3)
         module.fail_json(commands=engine.commands if engine else [], **fail)
 
-    results = check_many(engine, targets, opts, start)
+    results = [snake_keys(r) for r in check_many(engine, targets, opts, start)]   # the worker's sessionCount
     for r in results:
         warning = auth_warning(r["name"], r["auth"]) if r["healthy"] else None
         if warning:

@@ -51,9 +51,13 @@ attributes:
 options:
   pull:
     description:
-      - V(missing) pulls an image that is not in the engine; V(never) fails with advice instead. Check mode never pulls.
+      - V(missing) pulls an image that is not in the engine; V(never) fails with advice instead.
+      - V(always) pulls every image of the task, present or not (a registry image that moved on recreates its
+        workspaces); the task changes only when a pull brought a different image. An image that exists only locally
+        (such as one the P(perry.fleet.image#role) role built) cannot be pulled, so use V(missing) for those.
+      - Check mode never pulls.
     type: str
-    choices: [missing, never]
+    choices: [always, missing, never]
     default: missing
   ssh_port_range:
     description: Range SSH host ports are allocated from, C([start, end]).
@@ -111,7 +115,12 @@ EXAMPLES = r'''
     name: alice
     runtime: podman
     image: localhost/perry:latest
-    docker_host: tcp://podman-in-podman:2375
+    workspace_docker_host: tcp://podman-in-podman:2375
+    labels:
+      com.example.team: platform
+    ports:
+      - container_port: 3000
+        host_port: 13000
     secret_env:
       ANTHROPIC_API_KEY: "{{ vault_anthropic_key }}"
 
@@ -119,7 +128,8 @@ EXAMPLES = r'''
   perry.fleet.perry_workspace:
     runtime: docker
     image: localhost/perry:latest
-    workspaces: "{{ range(20) | map('string') | map('regex_replace', '^', 'ws-') | map('community.general.dict_kv', 'name') | list }}"
+    # [{name: ws-0}, ..., {name: ws-19}] with ansible-core's own filters
+    workspaces: "{{ range(20) | map('string') | map('ansible.builtin.regex_replace', '^', 'name: ws-') | map('ansible.builtin.from_yaml') | list }}"
 
 - name: Docker CLI against a podman API socket
   perry.fleet.perry_workspace:
@@ -192,7 +202,9 @@ workspaces:
       type: str
       returned: unless state is absent
     ports:
-      description: Host ports, C(ssh), C(worker) (podman) and C(bind_address).
+      description:
+        - Host ports, C(ssh), C(worker) (podman) and C(bind_address); C(extra) lists the O(ports) published
+          (C(container_port), C(host_port), C(protocol), C(bind_address)), sorted by host port, when any are.
       type: dict
       returned: unless state is absent
       sample: {ssh: 2200, worker: 7392, bind_address: 127.0.0.1}
@@ -259,7 +271,7 @@ def main():
     argument_spec = engine_argument_spec()
     argument_spec.update(workspace_argument_spec())
     argument_spec.update(
-        pull=dict(type="str", default="missing", choices=["missing", "never"]),
+        pull=dict(type="str", default="missing", choices=["always", "missing", "never"]),
         ssh_port_range=dict(type="list", elements="int", default=[2200, 2400]),
         worker_port_range=dict(type="list", elements="int", default=[7392, 7500]),
         port_lock_path=dict(type="path", default=DEFAULT_LOCK_PATH),

@@ -67,6 +67,13 @@ workspaces:
     ports: {description: "Host ports C(ssh) and C(worker) and the SSH C(bind_address); null where not published.", type: dict, returned: always}
     started_at: {description: When the container last started (engine time format)., type: str, returned: always}
     restart_count: {description: Restarts by the engine's restart policy., type: int, returned: always}
+    limits:
+      description:
+        - Limits the engine enforces (C(HostConfig)), C(memory) in bytes, C(cpus) and C(pids); null where unlimited
+          (podman sets 2048 pids by default).
+      type: dict
+      returned: always
+      sample: {memory: 4294967296, cpus: 1.5, pids: 2048}
 commands:
   description: Engine commands run, with rc and seconds.
   returned: always

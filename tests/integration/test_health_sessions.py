@@ -280,7 +280,7 @@ def test_health_per_transport(fleet, topo_name, requested, used, fallback):
                      topo)
     assert not res.get("failed"), res.get("msg")
     w = res["workspaces"][0]
-    assert w["healthy"] and w["status"] == 200 and w["version"] == "0.1.0" and isinstance(w["sessionCount"], int)
+    assert w["healthy"] and w["status"] == 200 and w["version"] == "0.1.0" and isinstance(w["session_count"], int)
     assert w["transport"] == used and bool(w["fallback"]) is fallback, w
     if used == "http":
         ip = topo.inspect(ws["container"])
@@ -616,12 +616,12 @@ def test_sessions_list_get_messages_delete(fleet, topo_name):
     by_id = {s["id"]: s for s in res["sessions"]}
     assert set(by_id) == {"test-session", "ses_test123", "0199a1b2-c3d4-7e5f-8a9b-0123456789ab"}, res["sessions"]
     claude = by_id["test-session"]
-    assert claude["agentType"] == "claude-code" and claude["workerAgentType"] == "claude"
-    assert claude["name"] == claude["title"] == "Hello from test" and claude["messageCount"] == 3
-    assert claude["projectPath"] == claude["directory"] == "-home-workspace-proj"
-    assert abs(claude["mtime"] - claude["lastActivity"] / 1000.0) < 1e-6 and claude["workspace"] == name
-    assert by_id["ses_test123"]["agentType"] == "opencode" and by_id["ses_test123"]["messageCount"] == 2
-    assert by_id["0199a1b2-c3d4-7e5f-8a9b-0123456789ab"]["agentType"] == "codex"
+    assert claude["agent_type"] == "claude-code" and claude["worker_agent_type"] == "claude"
+    assert claude["name"] == claude["title"] == "Hello from test" and claude["message_count"] == 3
+    assert claude["project_path"] == claude["directory"] == "-home-workspace-proj"
+    assert abs(claude["mtime"] - claude["last_activity"] / 1000.0) < 1e-6 and claude["workspace"] == name
+    assert by_id["ses_test123"]["agent_type"] == "opencode" and by_id["ses_test123"]["message_count"] == 2
+    assert by_id["0199a1b2-c3d4-7e5f-8a9b-0123456789ab"]["agent_type"] == "codex"
     ws_res = {w["name"]: w for w in res["workspaces"]}
     assert ws_res[name]["ok"] and ws_res[name]["count"] == 3
     assert "does not exist" in ws_res[missing]["error"] and res["failed_workspaces"] == [missing]

@@ -12,10 +12,11 @@ ID_B = "b" * 64
 
 
 def info(name, state="running", ssh=2200, worker=7392, bind="127.0.0.1", image="localhost/perry:latest", image_id=ID_A,
-         started="2027-01-15T08:00:00.123456789Z"):
+         started="2027-01-15T08:00:00.123456789Z", limits=None):
     return {"name": name, "container": "workspace-" + name, "state": state, "running": state == "running",
             "image": image, "image_id": image_id[len("sha256:"):] if image_id.startswith("sha256:") else image_id,
-            "ports": {"ssh": ssh, "worker": worker, "bind_address": bind}, "started_at": started}
+            "ports": {"ssh": ssh, "worker": worker, "bind_address": bind}, "started_at": started,
+            "limits": limits or {"memory": None, "cpus": None, "pids": None}}
 
 
 def healthy(name, version="0.1.0"):
@@ -26,11 +27,11 @@ def sessions_ok(name, items):
     return {"name": name, "ok": True, "error": None, "sessions": items, "count": len(items)}
 
 
-def host(ws, health=(), sessions=(), limits=(), images=("localhost/perry:latest |" + ID_A,), **options):
+def host(ws, health=(), sessions=(), images=("localhost/perry:latest |" + ID_A,), **options):
     o = {"host": "devbox", "runtime": "podman", "source": "discovered", "now": NOW,
          "budgets": {"health_timeout": 10.0, "request_timeout": 15.0, "engine_timeout": 60.0}}
     o.update(options)
-    return f.fleet_report_host(list(ws), list(health), list(sessions), list(limits), list(images), o)
+    return f.fleet_report_host(list(ws), list(health), list(sessions), list(images), o)
 
 
 def row(report, name):
@@ -39,12 +40,12 @@ def row(report, name):
 
 
 def test_healthy_row_has_ssh_line_uptime_limits_and_sessions():
-    items = [{"agentType": "codex", "title": "b", "lastActivity": 1_700_000_000_000},
-             {"agentType": "claude-code", "title": "a" * 100, "lastActivity": 1_700_000_100_000},
-             {"agentType": "codex", "title": "c", "lastActivity": None}]
+    items = [{"agent_type": "codex", "title": "b", "last_activity": 1_700_000_000_000},
+             {"agent_type": "claude-code", "title": "a" * 100, "last_activity": 1_700_000_100_000},
+             {"agent_type": "codex", "title": "c", "last_activity": None}]
     started = "2027-01-14T05:00:00Z"  # 27 h before NOW
-    r = host([info("a", started=started)], [healthy("a")], [sessions_ok("a", items)],
-             ["workspace-a|4294967296|1500000000|512"], title_length=10)
+    limits = {"memory": 4294967296, "cpus": 1.5, "pids": 512}   # as perry_workspace_info returns them
+    r = host([info("a", started=started, limits=limits)], [healthy("a")], [sessions_ok("a", items)], title_length=10)
     w = row(r, "a")
     assert w["ok"] and w["health"] == "healthy" and w["status"] == "ok" and w["reason"] is None
     assert w["ssh_command"] == "ssh -p 2200 workspace@127.0.0.1"
@@ -64,8 +65,8 @@ def test_wildcard_bind_uses_the_inventory_host():
 
 
 def test_missing_or_zero_activity_is_never_1970():
-    for items, shown in (([], "never"), ([{"agentType": "codex", "lastActivity": 0}], "never"),
-                         ([{"agentType": "codex"}], "never"), ([{"agentType": "codex", "lastActivity": "x"}], "never")):
+    for items, shown in (([], "never"), ([{"agent_type": "codex", "last_activity": 0}], "never"),
+                         ([{"agent_type": "codex"}], "never"), ([{"agent_type": "codex", "last_activity": "x"}], "never")):
         w = row(host([info("a")], [healthy("a")], [sessions_ok("a", items)]), "a")
         assert w["last_activity"] is None and w["last_activity_utc"] == shown, items
         assert "1970" not in json.dumps(w)
@@ -162,8 +163,6 @@ def test_parsers():
     assert f.parse_started_at("0001-01-01T00:00:00Z") is None and f.parse_started_at("") is None
     assert f.parse_started_at("2027-01-15T09:00:00+01:00") == f.parse_started_at("2027-01-15T08:00:00Z")
     assert f.parse_started_at("2027-01-15 08:00:00.5 +0000 UTC") == f.parse_started_at("2027-01-15T08:00:00Z") + 0.5
-    assert f.parse_limits(["/workspace-a|0|0|<nil>", "junk"]) == {"workspace-a": {"memory": None, "cpus": None, "pids": None}}
-    assert f.parse_limits(["workspace-a|0|0|-1"])["workspace-a"]["pids"] is None
     assert [f.human_duration(x) for x in (5, 125, 7260, 90000, None)] == ["5s", "2m", "2h 1m", "1d 1h", None]
 
 

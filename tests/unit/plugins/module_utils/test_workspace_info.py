@@ -21,3 +21,14 @@ def test_describe_reads_state_ports_and_image_but_never_env():
 def test_describe_names_a_perry_made_container_without_our_labels():
     w = workspace_info.describe({"Name": "/workspace-bob", "State": {"Running": False, "Status": "exited"}})
     assert w["name"] == "bob" and w["state"] == "stopped" and w["status"] == "exited" and not w["managed_by_collection"]
+
+
+def test_limits_come_from_the_same_inspect_unlimited_is_none():
+    c = {"Name": "/workspace-a", "HostConfig": {"Memory": 268435456, "NanoCpus": 1500000000, "PidsLimit": 64}}
+    assert workspace_info.describe(c)["limits"] == {"memory": 268435456, "cpus": 1.5, "pids": 64}
+    for host in ({"Memory": 0, "NanoCpus": 0, "PidsLimit": -1}, {"PidsLimit": None}, {}, None):
+        assert workspace_info.describe({"Name": "/workspace-a", "HostConfig": host})["limits"] == {
+            "memory": None, "cpus": None, "pids": None}
+    # podman versions that record --cpus as a CFS quota
+    quota = {"Name": "/workspace-a", "HostConfig": {"NanoCpus": 0, "CpuQuota": 150000, "CpuPeriod": 100000}}
+    assert workspace_info.limits(quota)["cpus"] == 1.5

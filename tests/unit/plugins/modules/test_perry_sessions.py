@@ -25,18 +25,21 @@ CODEX = {"id": "0199-codex", "agentType": "codex", "title": "fix the build", "di
 # ------------------------------------------------------------------------------------ normalisation
 def test_normalize_session_is_the_agent_side_mapping():
     s = wc.normalize_session(CLAUDE, "alice")
-    assert s["agentType"] == "claude-code" and s["workerAgentType"] == "claude"
-    assert s["lastActivity"] == 1767225600123 and s["mtime"] == pytest.approx(1767225600.123)
-    assert s["projectPath"] == "-home-workspace-proj" == s["directory"]
+    assert s["agent_type"] == "claude-code" and s["worker_agent_type"] == "claude"
+    assert s["last_activity"] == 1767225600123 and s["mtime"] == pytest.approx(1767225600.123)
+    assert s["project_path"] == "-home-workspace-proj" == s["directory"]
     assert s["name"] == "Hello from test" == s["title"]
-    assert s["workspace"] == "alice" and s["id"] == "test-session" and s["messageCount"] == 3
+    assert s["workspace"] == "alice" and s["id"] == "test-session" and s["message_count"] == 3
     assert CLAUDE["agentType"] == "claude"  # input untouched
+    # Every key snake_case (issue 17): the worker's camelCase never reaches a result.
+    assert set(s) == {"id", "agent_type", "worker_agent_type", "title", "name", "directory", "project_path",
+                      "file_path", "message_count", "first_prompt", "last_activity", "mtime", "workspace"}
 
 
 def test_normalize_keeps_other_agents_and_survives_odd_input():
-    assert wc.normalize_session(OPENCODE, "b")["agentType"] == "opencode"
+    assert wc.normalize_session(OPENCODE, "b")["agent_type"] == "opencode"
     s = wc.normalize_session({"id": "x", "lastActivity": "soon"}, "b")
-    assert s["mtime"] is None and s["lastActivity"] is None and s["name"] is None
+    assert s["mtime"] is None and s["last_activity"] is None and s["name"] is None
 
 
 @pytest.mark.parametrize("value,ms", [
@@ -67,12 +70,12 @@ def test_sort_is_newest_first_then_workspace_and_id():
     a = wc.normalize_session(dict(CLAUDE, lastActivity=5), "b")
     b = wc.normalize_session(dict(CLAUDE, lastActivity=5), "a")
     c = wc.normalize_session(dict(CLAUDE, lastActivity=9), "z")
-    assert [(s["workspace"], s["lastActivity"]) for s in wc.sort_sessions([a, b, c])] == [("z", 9), ("a", 5), ("b", 5)]
+    assert [(s["workspace"], s["last_activity"]) for s in wc.sort_sessions([a, b, c])] == [("z", 9), ("a", 5), ("b", 5)]
 
 
 def test_jmespath_query():
     sessions = [wc.normalize_session(s, "w") for s in (CLAUDE, OPENCODE, CODEX)]
-    q = wc.compile_query("[?messageCount > `2`].{id: id, ws: workspace}")
+    q = wc.compile_query("[?message_count > `2`].{id: id, ws: workspace}")
     assert q.search(sessions) == [{"id": "test-session", "ws": "w"}, {"id": "0199-codex", "ws": "w"}]
     assert wc.compile_query("length(@)").search(sessions) == 3
     with pytest.raises(SpecError, match="not a valid JMESPath"):
@@ -174,7 +177,7 @@ def test_list_across_workspaces_with_unreachable_ones_reported(fleet, monkeypatc
     assert [s["id"] for s in out["sessions"]] == ["0199-codex", "test-session", "ses_test123", "other"]
     assert {s["workspace"] for s in out["sessions"]} == {"a", "b"}
     ws = {w["name"]: w for w in out["workspaces"]}
-    assert ws["a"]["ok"] and ws["a"]["count"] == 2 and ws["a"]["sessions"][0]["agentType"] == "claude-code"
+    assert ws["a"]["ok"] and ws["a"]["count"] == 2 and ws["a"]["sessions"][0]["agent_type"] == "claude-code"
     assert "connection refused" in ws["c"]["error"] and not ws["c"]["ok"]
     assert "not running" in ws["d"]["error"] and "does not exist" in ws["e"]["error"]
     assert out["failed_workspaces"] == ["c", "d", "e"]
