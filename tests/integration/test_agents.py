@@ -57,7 +57,8 @@ def test_every_agent_runs_as_workspace(topo, agents_workspace):
     for cmd, version in AGENTS.items():
         res = as_workspace(topo, agents_workspace, "%s --version" % cmd, check=False)
         assert res.returncode == 0, "%s --version failed: %s %s" % (cmd, res.stdout, res.stderr)
-        assert version in res.stdout, "%s --version said %r, the image pins %s" % (cmd, res.stdout, version)
+        said = res.stdout + res.stderr  # pi prints its version on stderr
+        assert version in said, "%s --version said %r, the image pins %s" % (cmd, said, version)
     # Codex's binary comes from its platform package: the one for this machine is there.
     arch = as_workspace(topo, agents_workspace, "uname -m").stdout.strip()
     platform = {"x86_64": "linux-x64", "aarch64": "linux-arm64"}[arch]
