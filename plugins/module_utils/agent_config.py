@@ -256,7 +256,7 @@ def parse_read(stdout: str, paths) -> dict:
         head = lines[i].strip() if i < len(lines) else "missing"
         i += 1
         if head.startswith("file "):
-            _, _, digest = head.split(" ", 2)
+            digest = head.split(" ", 2)[2]
             body = []
             while i < len(lines) and lines[i].strip() != "--":
                 body.append(lines[i])

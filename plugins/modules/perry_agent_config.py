@@ -99,7 +99,7 @@ options:
     type: dict
     default: {}
   codex_auth:
-    description: Codex credentials (the C(auth.json) document, e.g. C({OPENAI_API_KEY: ...})), seeded as described above.
+    description: Codex credentials, the C(auth.json) document such as a mapping with C(OPENAI_API_KEY), seeded as described above.
     type: dict
     default: {}
   opencode_config:

@@ -100,7 +100,7 @@ def test_agents_step_fails_when_an_agent_reports_another_version(tmp_path):
         (bin_dir / name).write_text("#!/bin/sh\n" + body + "\n")
         (bin_dir / name).chmod(0o755)
     proc = subprocess.run(["/bin/sh", "-c", run], env=dict(args, PATH="%s:/usr/bin:/bin" % bin_dir),
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode != 0 and "codex --version did not report" in proc.stderr
 
 
@@ -115,10 +115,10 @@ def test_npm_fetch_refuses_a_tarball_with_another_hash(tmp_path):
     fetch = os.path.join(ROLE, "files", "perry-npm-fetch")
     good = "sha512-" + subprocess.run("printf tarball | openssl dgst -sha512 -binary | base64 -w0", shell=True,
                                       capture_output=True, text=True, check=True).stdout
-    ok = subprocess.run([fetch, "x@1.0.0", good, str(tmp_path / "d")], env=env, capture_output=True, text=True, timeout=30)
+    ok = subprocess.run([fetch, "x@1.0.0", good, str(tmp_path / "d")], env=env, capture_output=True, text=True, timeout=30, check=False)
     assert ok.returncode == 0 and ok.stdout.strip() == str(tmp_path / "d" / "x-1.0.0.tgz")
     bad = subprocess.run([fetch, "x@1.0.0", "sha512-" + "A" * 86 + "==", str(tmp_path / "e")], env=env,
-                         capture_output=True, text=True, timeout=30)
+                         capture_output=True, text=True, timeout=30, check=False)
     assert bad.returncode == 1 and "the role pins" in bad.stderr and not (tmp_path / "e" / "x-1.0.0.tgz").exists()
-    noint = subprocess.run([fetch, "x@1.0.0", "", str(tmp_path / "f")], env=env, capture_output=True, text=True, timeout=30)
+    noint = subprocess.run([fetch, "x@1.0.0", "", str(tmp_path / "f")], env=env, capture_output=True, text=True, timeout=30, check=False)
     assert noint.returncode == 1 and "must be sha512-" in noint.stderr

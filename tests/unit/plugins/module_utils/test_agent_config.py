@@ -103,9 +103,9 @@ def test_files_we_must_not_touch_are_refused(state, words):
 def test_codex_toml_merge_keeps_user_tables():
     docs = ac.build_docs({"claude_onboarding": False, "codex_config": {"model": "o3"}})
     user = b'approval_policy = "never"\n[profiles.fast]\nmodel = "mini"\n'
-    _, writes = ac.plan(docs, _read(docs, {ac.CODEX_CONFIG: _file(user)}))
-    assert tomllib.loads(writes[0][2].decode()) == {"approval_policy": "never", "model": "o3",
-                                                     "profiles": {"fast": {"model": "mini"}}}
+    writes = ac.plan(docs, _read(docs, {ac.CODEX_CONFIG: _file(user)}))[1]
+    want = {"approval_policy": "never", "model": "o3", "profiles": {"fast": {"model": "mini"}}}
+    assert tomllib.loads(writes[0][2].decode()) == want
 
 
 def test_toml_dumps_round_trips():
@@ -132,13 +132,13 @@ def test_scripts_read_and_write_for_real(tmp_path):
 
     # the file changed after the read: not overwritten
     stale = ac.write_script([(str(good), "0600", b"{}\n", got[str(good)][2])])
-    proc = subprocess.run(["/bin/sh", "-s"], input=stale, text=True, capture_output=True, timeout=10)
+    proc = subprocess.run(["/bin/sh", "-s"], input=stale, text=True, capture_output=True, timeout=10, check=False)
     assert proc.returncode == 3 and "changed while" in proc.stderr and good.read_bytes() == b'{"a": 2}\n'
     # a link planted at the path after the read is refused, its target untouched
     os.unlink(good)
     os.symlink(str(tmp_path / "target"), good)
     proc = subprocess.run(["/bin/sh", "-s"], input=ac.write_script([(str(good), "0600", b"x", None)]),
-                          text=True, capture_output=True, timeout=10)
+                          text=True, capture_output=True, timeout=10, check=False)
     assert proc.returncode == 3 and not (tmp_path / "target").exists()
 
 
