@@ -35,7 +35,7 @@ attributes:
     description: Reads and reports what would change; writes nothing.
   diff_mode:
     support: partial
-    description: RV(workspaces[].files[].keys) names the key paths that change (never their values, which can be secrets).
+    description: C(keys) in RV(workspaces[].files) names the key paths that change (never their values, which can be secrets).
   idempotent:
     support: full
     description: A second run with the same options changes nothing.
@@ -119,7 +119,7 @@ options:
     type: dict
     default: {}
 notes:
-  - No network access: everything goes through the engine's C(exec).
+  - No network access, everything goes through the engine's C(exec).
 seealso:
   - module: perry.fleet.perry_workspace
 '''
@@ -153,7 +153,7 @@ workspaces:
       description: Whether a file changed.
       type: bool
     files:
-      description: Per managed file its RV(workspaces[].files[].path), C(changed), C(created) and the changed key paths C(keys) (names only).
+      description: Per managed file its C(path), C(changed), C(created) and the changed key paths C(keys) (names only).
       type: list
       elements: dict
     error:
