@@ -151,28 +151,31 @@ _BUILDERS = {
 _built: dict = {}
 
 
-def build_workspace_image(topology) -> str:
-    """Build (or find, by content hash) the workspace image for a topology with roles/image."""
+def build_workspace_image(topology, agents: bool = False) -> str:
+    """Build (or find, by content hash) the workspace image for a topology with roles/image.
+
+    ``agents``: with the role's default agents (Claude Code, OpenCode, Codex, pi, gh), tagged WORKSPACE_IMAGE + "-agents"."""
     store = "rootless" if topology.become_user else _BUILDERS[topology.name]["perry_image_engine"]
-    if store in _built:
-        return _built[store]
+    image = WORKSPACE_IMAGE + ("-agents" if agents else "")
+    if (store, image) in _built:
+        return _built[(store, image)]
     extra = dict(_BUILDERS[topology.name])
     extra.update({
-        "perry_image_name": WORKSPACE_IMAGE,
+        "perry_image_name": image,
         # A build context per image tag and store: checkouts building at once never overwrite each other's context.
-        "perry_image_work_dir": "/var/tmp/perry-image-%s-%s" % (re.sub(r"[^a-z0-9]+", "-", WORKSPACE_IMAGE), store),
+        "perry_image_work_dir": "/var/tmp/perry-image-%s-%s" % (re.sub(r"[^a-z0-9]+", "-", image), store),
         "perry_image_base": BASE_IMAGE,
         "perry_image_ca_certificates": sorted(glob.glob("/usr/local/share/ca-certificates/*.crt")),
-        # Agents are optional; tests skip them to keep builds short (site.yml installs them).
-        "perry_image_claude_code_version": "",
-        "perry_image_opencode_version": "",
     })
+    if not agents:
+        # Agents are optional; most tests skip them to keep builds short (site.yml installs them).
+        extra.update({"perry_image_%s_version" % a: "" for a in ("claude_code", "opencode", "codex", "pi", "gh")})
     out = run_playbook([{"name": "image", "ansible.builtin.include_role": {"name": "perry.fleet.image"}}],
                        topology if topology.become_user else None, extra_vars=extra, timeout=3000)
     if out["rc"] != 0:
         raise RuntimeError("building the workspace image for %s failed:\n%s" % (topology.name, out["stdout"][-4000:]))
-    _built[store] = WORKSPACE_IMAGE
-    return WORKSPACE_IMAGE
+    _built[(store, image)] = image
+    return image
 
 
 def run_module_direct(module: str, args: dict, timeout: float = 120, check: bool = False) -> tuple:
