@@ -172,3 +172,105 @@ def test_prune_sessions_older_than_n_days(fleet):
 
     res = playbook("prune-sessions", "-e", sel, "-e", "older_than_days=-1")
     assert res.returncode != 0 and "greater than 0" in res.stdout
+
+
+# ------------------------------------------------------------------------------------------ 2. metrics
+def test_metrics_file_parses_and_counts(fleet, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    a, b, c = fleet["names"]
+    cb, cc = fleet["containers"][1], fleet["containers"][2]
+    seed_session(cb, "metrics-1", 60, "metrics")
+    # A real OOM kill inside c (512m limit, no swap here): tail holds one 700 MiB line.
+    oom = TOPO.cli("exec", cc, "sh", "-c", "head -c 700m /dev/zero | tail > /dev/null", check=False, timeout=120)
+    assert oom.returncode != 0, "the 700 MiB tail was not killed"
+    metrics_dir = tmp_path / "textfile"
+    args = ("-e", "perry_report_metrics_dir=%s" % metrics_dir, "-e", "perry_report_dir=%s" % (tmp_path / "report"))
+    ok(playbook("report", *args))
+    path = metrics_dir / "perry_fleet.prom"
+    assert sorted(os.listdir(metrics_dir)) == ["perry_fleet.prom"], "temp file left behind"
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    fams = {f.name: f for f in text_string_to_metric_families(path.read_text())}
+
+    def value(family: str, **labels) -> float | None:
+        found = [s.value for s in fams[family].samples
+                 if all(s.labels.get(k) == v for k, v in labels.items())]
+        assert len(found) <= 1, (family, labels, found)
+        return found[0] if found else None
+
+    for name in (a, b, c):
+        assert value("perry_workspace_up", workspace=name) == 1
+        assert value("perry_workspace_health", workspace=name, health="healthy") == 1
+        assert value("perry_workspace_restarts", workspace=name) is not None  # the parser drops the _total suffix
+    assert fams["perry_workspace_restarts"].type == "counter" and fams["perry_workspaces"].type == "gauge"
+    assert value("perry_workspaces", host="localhost", state="running") >= 3
+    assert value("perry_workspace_sessions", workspace=b, agent="claude-code") == len(session_ids(b)) >= 1
+    last = value("perry_workspace_last_activity_timestamp_seconds", workspace=b)
+    assert last and abs(last - (time.time() - 60)) < 120, last
+    assert value("perry_workspace_oom_kills", workspace=c) >= 1
+    assert value("perry_workspace_oom_kills", workspace=a) == 0
+
+    # Nothing changed: the file is left as it is (same inode, same mtime).
+    before = path.stat()
+    ok(playbook("report", *args))
+    after = path.stat()
+    assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
+
+
+# ------------------------------------------------------------------------------------------ 3. idle stop
+def test_idle_stop_keeps_agents_at_work_and_ssh_users(fleet):
+    import socket
+
+    a, b, c = fleet["names"]
+    ca, cb, cc = fleet["containers"]
+    idle_after = 20
+    # Every workspace must have run longer than idle_after (a fresh start counts as activity).
+    for x in fleet["containers"]:
+        started = TOPO.cli("inspect", "--format", "{{.State.StartedAt.Unix}}", x).stdout.strip()
+        wait = int(started) + idle_after + 2 - time.time()
+        if wait > 0:
+            time.sleep(wait)
+    seed_session(ca, "idle-recent", 2, "agent at work")  # a: an agent session active just now
+    seed_session(cb, "idle-old", 2 * DAY, "long done")   # b: only old sessions: idle
+    seed_session(cc, "idle-old-c", 2 * DAY, "long done")  # c: old sessions, but someone is on SSH
+    port = int(TOPO.inspect(cc)["HostConfig"]["PortBindings"]["22/tcp"][0]["HostPort"])
+    sel = ("-e", "workspaces=%s" % ",".join(fleet["names"]), "-e", "idle_after=%ds" % idle_after)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        assert conn.recv(64).startswith(b"SSH-"), "sshd did not greet"
+        out = ok(playbook("idle-stop", *sel, check=True), changed=1)
+        assert "%s: idle: no agent session activity within %ds" % (b, idle_after) in out, out
+        assert "%s: kept: agent session active" % a in out and "%s: kept: 1 SSH connection(s)" % c in out, out
+        assert all(state(x)["Running"] for x in fleet["containers"]), "check mode stopped something"
+
+        ok(playbook("idle-stop", *sel), changed=1)
+        assert state(ca)["Running"] and state(cc)["Running"] and not state(cb)["Running"]
+        ok(playbook("idle-stop", *sel), changed=0)  # b is stopped now, a and c still busy
+    # Data untouched: b's session is there after a start.
+    ok(playbook("start", "-e", "workspaces=" + b))
+    assert "idle-old" in session_ids(b)
+
+
+# ------------------------------------------------------------------------------------------ 4. capacity
+def test_budget_refusal_creates_nothing_and_defaults_limits(fleet):
+    prefix = fleet["prefix"]
+    new = [prefix + "x", prefix + "y"]
+    base = {"perry_workspace_runtime": "podman", "perry_workspace_image": fleet["image"],
+            "perry_workspace_list": [{"name": n} for n in new]}
+    role = [{"name": "workspace", "ansible.builtin.include_role": {"name": "perry.fleet.workspace"}}]
+    out = run_playbook(role, extra_vars=dict(base, perry_workspace_budget={"workspaces": 2, "memory": "1g"}),
+                       timeout=600)
+    assert out["rc"] != 0
+    msg = out["tasks"][-1]["msg"]
+    assert "over budget" in msg and "> budget of 2" in msg and "(2 in this run, " in msg, msg
+    assert "memory" in msg and "> budget 1g" in msg and msg.endswith("Nothing was created."), msg
+    assert not any(TOPO.inspect("workspace-" + n) for n in new), "a workspace was created despite the refusal"
+    assert not any(v.startswith("workspace-" + prefix + "x") for v in TOPO.cli("volume", "ls", "-q").stdout.split())
+
+    # A roomy budget: x is created with the budget's share as its limits.
+    ok_vars = dict(base, perry_workspace_list=[{"name": new[0]}],
+                   perry_workspace_budget={"workspaces": 1000, "memory": "1000g", "cpus": 1000})
+    out = run_playbook(role, extra_vars=ok_vars, timeout=600)
+    assert out["rc"] == 0, out["stdout"][-3000:]
+    host_config = TOPO.inspect("workspace-" + new[0])["HostConfig"]
+    assert host_config["Memory"] == 1024 ** 3 and host_config["NanoCpus"] == 10 ** 9, host_config
+    run_module("perry.fleet.perry_workspace", {"name": new[0], "state": "absent", "purge": True}, TOPO, timeout=300)
