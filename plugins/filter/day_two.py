@@ -107,7 +107,8 @@ def capacity_plan(wanted, budget=None, existing=None, default_state="started") -
     share_n = count_budget or max(count, 1)
     defaults = {
         "memory": format_size(mem_budget // share_n) if mem_budget else None,
-        "cpus": math.floor(cpu_budget / share_n * 100) / 100 or 0.01 if cpu_budget else None,
+        # Rounded down to 0.01 cpu (never 0), so the shares never add up to more than the budget.
+        "cpus": max(math.floor(cpu_budget / share_n * 100) / 100, 0.01) if cpu_budget else None,
     }
     mem_total, cpu_total = 0, 0.0
     for w in active:
