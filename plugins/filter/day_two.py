@@ -209,7 +209,7 @@ def idle_plan(info, sessions=None, ssh=None, idle_after="4h", now=None, names=No
         elif last is not None and now - last / 1000.0 < limit:
             entry["reason"] = "kept: agent session active %s ago" % _ago(now - last / 1000.0)
         elif recent:
-            entry["reason"] = "kept: %d agent session(s) active within %s" % (recent, idle_after)
+            entry["reason"] = "kept: %s agent session(s) active within %s" % (recent, idle_after)
         elif started is not None and now - started < limit:
             entry["reason"] = "kept: started %s ago" % _ago(now - started)
         else:
@@ -275,8 +275,8 @@ def prometheus_metrics(report_host, info=None, oom=None, now=None) -> str:
     fams = []
 
     def family(name, kind, help_text, samples):
-        fams.append("# HELP %s %s\n# TYPE %s %s\n%s" % (name, help_text, name, kind,
-                                                         "".join(s + "\n" for s in samples)))
+        body = "".join(s + "\n" for s in samples)
+        fams.append("# HELP %s %s\n# TYPE %s %s\n%s" % (name, help_text, name, kind, body))
 
     counts = dict((s, 0) for s in _STATES)
     for w in rows:
