@@ -150,11 +150,11 @@ def prune_candidates(sessions, older_than_days, now) -> list:
     cut = (float(now) - float(older_than_days) * 86400) * 1000
     out = []
     for s in sessions or []:
-        ms = _ms(s.get("lastActivity"))
+        ms = _ms(s.get("last_activity"))
         if ms is not None and ms < cut:
-            out.append({"workspace": s.get("workspace"), "id": s.get("id"), "agentType": s.get("agentType"),
-                        "lastActivity": ms, "title": s.get("title"), "age_days": round((float(now) * 1000 - ms) / 864e5, 1)})
-    return sorted(out, key=lambda x: (x["lastActivity"], str(x["workspace"]), str(x["id"])))
+            out.append({"workspace": s.get("workspace"), "id": s.get("id"), "agent_type": s.get("agent_type"),
+                        "last_activity": ms, "title": s.get("title"), "age_days": round((float(now) * 1000 - ms) / 864e5, 1)})
+    return sorted(out, key=lambda x: (x["last_activity"], str(x["workspace"]), str(x["id"])))
 
 
 def ssh_connections(text) -> int:
@@ -200,7 +200,7 @@ def idle_plan(info, sessions=None, ssh=None, idle_after="4h", now=None, names=No
             continue
         # The listing may be filtered to sessions active since the cut-off (perry_sessions since=): then its
         # total says whether any is recent even when the page holds another workspace's sessions.
-        last = max([_ms(x.get("lastActivity")) or 0 for x in s.get("sessions") or []] + [0]) or None
+        last = max([_ms(x.get("last_activity")) or 0 for x in s.get("sessions") or []] + [0]) or None
         recent = int(s.get("total") or 0) if since_filtered else None
         entry["last_session_activity"] = last
         started = parse_started_at(w.get("started_at"))

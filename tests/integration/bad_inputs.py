@@ -89,7 +89,7 @@ CASES += [
     Case("workspace-image-missing", _W, "image", "missing-file", _ws(image="localhost/perry-no-such:1", pull="never"),
          "perry.fleet.image"),
     Case("workspace-image-empty", _W, "image", "empty", _ws(image=""), "image is required"),
-    Case("workspace-pull-unknown", _W, "pull", "unknown-choice", _ws(pull="always"), "value of pull must be one of"),
+    Case("workspace-pull-unknown", _W, "pull", "unknown-choice", _ws(pull="sometimes"), "value of pull must be one of"),
     Case("workspace-env-key-meta", _W, "env", "shell-metacharacters", _ws(env={"A;B": "x"}), "not a valid environment variable name"),
     Case("workspace-env-value-newline", _W, "env", "shell-metacharacters", _ws(env={"A": "x\nEVIL=1"}), "newline"),
     Case("workspace-env-reserved", _W, "env", "reserved", _ws(env={"DOCKER_HOST": "tcp://x:1"}), "must not set DOCKER_HOST"),

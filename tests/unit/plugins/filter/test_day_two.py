@@ -61,10 +61,10 @@ def test_capacity_defaults_from_the_budget_and_refusal_with_numbers():
 
 def test_prune_candidates_are_the_old_ones_oldest_first():
     now = T0 + 100 * 86400
-    sessions = [{"workspace": "alice", "id": "new", "agentType": "claude-code", "lastActivity": (now - 86400) * 1000},
-                {"workspace": "alice", "id": "old", "agentType": "codex", "lastActivity": (now - 40 * 86400) * 1000},
-                {"workspace": "bob", "id": "older", "agentType": "pi", "lastActivity": (now - 50 * 86400) * 1000},
-                {"workspace": "bob", "id": "untimed", "agentType": "pi", "lastActivity": 0}]
+    sessions = [{"workspace": "alice", "id": "new", "agent_type": "claude-code", "last_activity": (now - 86400) * 1000},
+                {"workspace": "alice", "id": "old", "agent_type": "codex", "last_activity": (now - 40 * 86400) * 1000},
+                {"workspace": "bob", "id": "older", "agent_type": "pi", "last_activity": (now - 50 * 86400) * 1000},
+                {"workspace": "bob", "id": "untimed", "agent_type": "pi", "last_activity": 0}]
     out = d.prune_candidates(sessions, 30, now)
     assert [(x["workspace"], x["id"], x["age_days"]) for x in out] == [("bob", "older", 50.0), ("alice", "old", 40.0)]
     assert d.prune_candidates(sessions, "60", now) == []
@@ -84,7 +84,7 @@ def test_ssh_connections_count_established_port_22_only():
 def test_idle_plan_keeps_agents_at_work_and_ssh_users():
     now = T0 + 10 * 86400
     sessions = [
-        {"name": "alice", "ok": True, "total": 1, "sessions": [{"lastActivity": (now - 600) * 1000}]},
+        {"name": "alice", "ok": True, "total": 1, "sessions": [{"last_activity": (now - 600) * 1000}]},
         {"name": "bob", "ok": True, "total": 0, "sessions": []},
         {"name": "ci-2", "ok": False, "error": "worker down", "sessions": []},
     ]
