@@ -165,7 +165,8 @@ ROLE_BASE = {
         "perry_image_engine": "podman", "perry_image_engine_cli": "podman", "perry_image_runtime": "podman",
         "perry_image_name": "localhost/%simg:t" % p, "perry_image_base": BASE,
         "perry_image_work_dir": os.path.join(s["root"], "image-work"), "perry_image_build_timeout": 60,
-        "perry_image_build_retries": 0, "perry_image_claude_code_version": "", "perry_image_opencode_version": ""},
+        "perry_image_build_retries": 0, "perry_image_claude_code_version": "", "perry_image_opencode_version": "",
+        "perry_image_codex_version": "", "perry_image_pi_version": "", "perry_image_gh_version": ""},
 }
 
 

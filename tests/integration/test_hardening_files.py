@@ -173,7 +173,7 @@ def test_the_image_role_never_adopts_a_derived_or_dangling_image(topology, works
         # the same build settings as the workspace image (conftest's build_workspace_image): the same content hash
         extra = dict(_BUILDERS[topology.name], perry_image_base=BASE_IMAGE, perry_image_work_dir=work_dir,
                      perry_image_ca_certificates=sorted(glob.glob("/usr/local/share/ca-certificates/*.crt")),
-                     perry_image_claude_code_version="", perry_image_opencode_version="")
+                     **{"perry_image_%s_version" % a: "" for a in ("claude_code", "opencode", "codex", "pi", "gh")})
         role = [{"name": "image", "ansible.builtin.include_role": {"name": "perry.fleet.image"}}]
         for existing in (None, derived):  # a new name; then the name already on a derived image
             if existing:

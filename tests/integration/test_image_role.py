@@ -76,7 +76,8 @@ def run_role(variant, tmp_path, timeout=3600):
             os.path.join(CA_DIR, f) for f in os.listdir(CA_DIR) if f.endswith(".crt")),
     })
     if variant != "docker" and not WITH_AGENTS:
-        evars.update({"perry_image_claude_code_version": "", "perry_image_opencode_version": ""})
+        evars.update({"perry_image_claude_code_version": "", "perry_image_opencode_version": "",
+                      "perry_image_codex_version": "", "perry_image_pi_version": "", "perry_image_gh_version": ""})
     vf = tmp_path / f"vars-{variant}.json"
     vf.write_text(json.dumps(evars))
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".collections"), ANSIBLE_NOCOLOR="1",

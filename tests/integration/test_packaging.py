@@ -71,7 +71,8 @@ def test_installed_site_provisions_without_bun_on_the_controller(installed):
     inventory.write_text(json.dumps(inventory_doc))
     extra = {"runtime": "podman", "perry_workspace_list": [{"name": name}],
              "perry_workspace_worker_cache": str(tmp / "worker-cache"),
-             "perry_image_claude_code_version": "", "perry_image_opencode_version": ""}
+             "perry_image_claude_code_version": "", "perry_image_opencode_version": "",
+             "perry_image_codex_version": "", "perry_image_pi_version": "", "perry_image_gh_version": ""}
     try:
         proc = subprocess.run([venv_bin("ansible-playbook"), "-i", str(inventory), "perry.fleet.site",
                                "-e", json.dumps(extra)], capture_output=True, text=True, timeout=900,

@@ -21,7 +21,8 @@ def test_site_provisions_idempotently_and_teardown_keeps_volumes_unless_purged()
     build_workspace_image(podman)  # warms the cache with the tests' image settings (agents off)
     name = random_prefix() + "site"
     extra = json.dumps({"runtime": "podman", "perry_workspace_list": [{"name": name}],
-                        "perry_image_claude_code_version": "", "perry_image_opencode_version": ""})
+                        "perry_image_claude_code_version": "", "perry_image_opencode_version": "",
+                        "perry_image_codex_version": "", "perry_image_pi_version": "", "perry_image_gh_version": ""})
     try:
         out = playbook("site.yml", "-e", extra)
         row = [ln.split() for ln in out.splitlines() if ln.strip().startswith(name + " ")][-1]
