@@ -164,14 +164,18 @@ failed_names:
   returned: always
   type: list
   elements: str
+commands:
+  description: Engine commands that ran, each with C(cmd), C(rc) and C(elapsed) seconds.
+  returned: always
+  type: list
+  elements: dict
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.perry.fleet.plugins.module_utils import agent_config, layout
 from ansible_collections.perry.fleet.plugins.module_utils.errors import PerryError
-from ansible_collections.perry.fleet.plugins.module_utils.module_args import engine_argument_spec, make_engine
-from ansible_collections.perry.fleet.plugins.module_utils.parallel import run_parallel
+from ansible_collections.perry.fleet.plugins.module_utils.module_args import engine_argument_spec, exit_per_workspace, make_engine
 
 _MCP = dict(
     name=dict(type="str", required=True),
@@ -220,17 +224,7 @@ def main():
     def one(name):
         return agent_config.sync(engine, layout.container_name(name), docs, p["timeout"], module.check_mode)
 
-    results = []
-    for name, res in zip(names, run_parallel(one, names) if docs else [{"changed": False, "files": []}] * len(names)):
-        if isinstance(res, Exception):
-            results.append({"name": name, "changed": False, "files": [], "error": str(res)})
-        else:
-            results.append(dict(res, name=name))
-    failed = [r["name"] for r in results if r.get("error")]
-    out = dict(changed=any(r["changed"] for r in results), workspaces=results, failed_names=failed)
-    if failed:
-        module.fail_json(msg="; ".join("%s: %s" % (r["name"], r["error"]) for r in results if r.get("error")), **out)
-    module.exit_json(**out)
+    exit_per_workspace(module, engine, names, one if docs else None, {"changed": False, "files": []})
 
 
 if __name__ == "__main__":
