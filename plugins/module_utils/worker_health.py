@@ -32,6 +32,12 @@ FINISH_RESERVE = 0.3      # seconds of the deadline kept for collecting results 
 HEALTH_MAX_BYTES = 64 * 1024  # a /health answer is about 200 bytes
 
 
+def finish_reserve(timeout: float) -> float:
+    """The part of a ``timeout`` kept for collecting results: at most a tenth of it, so a short budget stays short
+    (a last exec is killed at the budget, not 0.3 s after it)."""
+    return min(FINISH_RESERVE, timeout / 10)
+
+
 def health_doc_problem(doc) -> str | None:
     """Why a 2xx /health body is not the worker's answer; None when it is."""
     if not isinstance(doc, dict):
@@ -148,7 +154,7 @@ class HealthCheck:
         if self.errors and t >= remaining and self.prefetch is None and not self.engine_stalled:
             self._prefetch_log()  # likely the last attempt: read the log meanwhile, not after the deadline
         self.requests += 1
-        hard = min(t + EXEC_GRACE, remaining + FINISH_RESERVE)
+        hard = min(t + EXEC_GRACE, remaining + finish_reserve(self.opts.timeout))
         resp = self.transport.request(self.target, "/health", timeout=t, hard_timeout=hard,
                                       max_bytes=HEALTH_MAX_BYTES)
         self.last = resp
@@ -248,7 +254,7 @@ def check_many(engine, targets: list, opts: HealthOptions, start: float, transpo
     worker log tail of the unhealthy ones (skipped when the engine itself stalled)."""
     transport = transport or Transport(engine)
     # Probes stop a little before the deadline so that results and log tails fit inside it.
-    deadline = start + opts.timeout - min(FINISH_RESERVE, opts.timeout / 10)
+    deadline = start + opts.timeout - finish_reserve(opts.timeout)
     checks = [HealthCheck(engine, transport, t, opts, deadline, clock=clock) for t in targets]
     results = run_parallel(lambda c: c.run(), checks, bound=max(deadline - clock(), 0) + EXEC_GRACE + 0.5)
     out = []
