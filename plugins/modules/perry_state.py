@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: perry_state
 short_description: List perry.fleet workspaces in Perry's state.json, so a Perry agent on the host shows them
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Writes (V(present)) or removes (V(absent)) the entries of Perry's C(state.json) for the named workspaces, in
     Perry's WorkspaceInfo shape (C(name), C(status), C(containerId), C(created), C(ports.ssh), C(repo)), taken from
