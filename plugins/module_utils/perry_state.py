@@ -82,7 +82,7 @@ def merged(existing: dict | None, wanted: dict) -> dict:
 def plan(state: dict, sidecar: dict, wanted: dict, remove: list) -> dict:
     """New state and sidecar for ``wanted`` ({name: entry}) present and ``remove`` (names) absent.
 
-    Returns {state, sidecar, written, removed, skipped, before, after}; state and sidecar are new objects, the
+    Returns {state, sidecar, written, removed, left_alone, before, after}; state and sidecar are new objects, the
     inputs are not changed. Only entries that are ours (see module doc) are written or removed."""
     new_state = copy.deepcopy(state)
     workspaces = new_state.get("workspaces")
@@ -92,11 +92,11 @@ def plan(state: dict, sidecar: dict, wanted: dict, remove: list) -> dict:
         raise SpecError("state.json's 'workspaces' is not an object: fix or move the file; nothing was written")
     owned = owned_ids(sidecar)
     new_owned = dict(owned)
-    out = {"written": [], "removed": [], "skipped": [], "before": {}, "after": {}}
+    out = {"written": [], "removed": [], "left_alone": [], "before": {}, "after": {}}
     for name, entry in wanted.items():
         current = workspaces.get(name)
         if current is not None and not is_ours(name, current, owned):
-            out["skipped"].append({"name": name, "reason": "state.json already has an entry %s that perry.fleet did "
+            out["left_alone"].append({"name": name, "reason": "state.json already has an entry %s that perry.fleet did "
                                    "not write (Perry's own); left as it is" % name})
             new_owned.pop(name, None)
             continue
@@ -112,7 +112,7 @@ def plan(state: dict, sidecar: dict, wanted: dict, remove: list) -> dict:
             new_owned.pop(name, None)
             continue
         if not is_ours(name, current, owned):
-            out["skipped"].append({"name": name, "reason": "the state.json entry %s was not written by perry.fleet "
+            out["left_alone"].append({"name": name, "reason": "the state.json entry %s was not written by perry.fleet "
                                    "(Perry's own); left as it is" % name})
             new_owned.pop(name, None)
             continue

@@ -17,7 +17,7 @@ description:
     perry.fleet's is recorded in a sidecar file C(.perry-fleet-state.json) (0600) in the same directory, name and
     container id, because Perry rewrites C(state.json) from its own object and would drop a marker inside it. An
     entry is ours only while its C(containerId) is the one we recorded; an entry of the same name that Perry wrote
-    (its own workspace) is left alone and reported in RV(skipped).
+    (its own workspace) is left alone and reported in RV(left_alone).
   - The Perry agent reads C(state.json) once and rewrites all of it on every change, so an edit made while it runs
     would be lost. When something must change and a Perry agent process runs on the host, the module refuses,
     naming the process, and writes nothing. A process counts as a Perry agent when its command line holds the
@@ -122,7 +122,7 @@ removed:
   returned: always
   type: list
   elements: str
-skipped:
+left_alone:
   description: Entries left alone because Perry wrote them, or containers missing in check mode, with the reason.
   returned: always
   type: list
@@ -155,20 +155,20 @@ from ansible_collections.perry.fleet.plugins.module_utils.module_args import eng
 
 
 def wanted_entries(module, engine, items: list) -> tuple:
-    """({name: entry} from one inspect, [skipped]); a missing container fails unless in check mode."""
+    """({name: entry} from one inspect, [left_alone]); a missing container fails unless in check mode."""
     found = {c["Name"].lstrip("/"): c for c in workspace_info.find(engine, [i["name"] for i in items],
                                                                      timeout=module.params["engine_timeout"])}
-    wanted, skipped = {}, []
+    wanted, left_alone = {}, []
     for item in items:
         container = found.get(layout.container_name(item["name"]))
         if container is None:
             if not module.check_mode:
                 raise SpecError("no container %s: create the workspace first (perry_workspace); nothing was written"
                                 % layout.container_name(item["name"]))
-            skipped.append({"name": item["name"], "reason": "no container yet (check mode); written once it exists"})
+            left_alone.append({"name": item["name"], "reason": "no container yet (check mode); written once it exists"})
             continue
         wanted[item["name"]] = ps.entry_from_container(container, item.get("repo"))
-    return wanted, skipped
+    return wanted, left_alone
 
 
 def main():
@@ -188,10 +188,10 @@ def main():
         if p["lock_timeout"] <= 0:
             raise SpecError("lock_timeout must be greater than 0 seconds")
         path = store.config_dir(p["config_dir"])
-        wanted, skipped = {}, []
+        wanted, left_alone = {}, []
         if p["state"] == "present" and items:
             engine = make_engine(p)
-            wanted, skipped = wanted_entries(module, engine, items)
+            wanted, left_alone = wanted_entries(module, engine, items)
         remove = [] if p["state"] == "present" else [i["name"] for i in items]
         out = ps.converge(path, wanted, remove, p["lock_timeout"], module.check_mode)
     except PerryError as exc:
@@ -199,7 +199,7 @@ def main():
 
     held = out["state"]["workspaces"]
     module.exit_json(changed=out["changed"], config_dir=path, written=out["written"], removed=out["removed"],
-                     skipped=skipped + out["skipped"], lock_taken_over=out["lock_taken_over"],
+                     left_alone=left_alone + out["left_alone"], lock_taken_over=out["lock_taken_over"],
                      entries={i["name"]: held[i["name"]] for i in items if i["name"] in held},
                      diff={"before": out["before"], "after": out["after"]},
                      commands=engine.commands if engine else [])

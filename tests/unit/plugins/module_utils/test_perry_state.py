@@ -101,8 +101,8 @@ def test_a_foreign_entry_of_the_same_name_is_left_alone():
     state = {"workspaces": {"alice": dict(FOREIGN, name="alice")}}
     out = ps.plan(state, {}, {"alice": ours()}, ["alice"])
     assert out["state"] == state and out["written"] == [] and out["removed"] == []
-    assert [s["name"] for s in out["skipped"]] == ["alice", "alice"]
-    assert "did not write" in out["skipped"][0]["reason"]
+    assert [s["name"] for s in out["left_alone"]] == ["alice", "alice"]
+    assert "did not write" in out["left_alone"][0]["reason"]
 
 
 def test_an_entry_perry_rewrote_for_its_own_container_is_perrys_again():
