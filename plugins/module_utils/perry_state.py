@@ -140,7 +140,7 @@ def refuse_if_agent_runs(agents) -> None:
     if agents:
         raise PerryError(
             "a Perry agent runs on this host (%s): it keeps state.json in memory and would overwrite any change. "
-            "Stop it (for example `systemctl --user stop perry-agent`), run again, then start it; nothing was "
+            "Stop it (its service, or the `perry agent run` process), run again, then start it; nothing was "
             "written." % "; ".join("pid %d: %s" % (a["pid"], a["cmdline"]) for a in agents), agents=agents)
 
 
