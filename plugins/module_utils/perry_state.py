@@ -96,8 +96,8 @@ def plan(state: dict, sidecar: dict, wanted: dict, remove: list) -> dict:
     for name, entry in wanted.items():
         current = workspaces.get(name)
         if current is not None and not is_ours(name, current, owned):
-            out["left_alone"].append({"name": name, "reason": "state.json already has an entry %s that perry.fleet did "
-                                   "not write (Perry's own); left as it is" % name})
+            out["left_alone"].append({"name": name, "reason": "state.json already has an entry %s that perry.fleet "
+                                      "did not write (Perry's own); left as it is" % name})
             new_owned.pop(name, None)
             continue
         new = merged(current, entry)
@@ -112,8 +112,8 @@ def plan(state: dict, sidecar: dict, wanted: dict, remove: list) -> dict:
             new_owned.pop(name, None)
             continue
         if not is_ours(name, current, owned):
-            out["left_alone"].append({"name": name, "reason": "the state.json entry %s was not written by perry.fleet "
-                                   "(Perry's own); left as it is" % name})
+            out["left_alone"].append({"name": name, "reason": "the state.json entry %s was not written by "
+                                      "perry.fleet (Perry's own); left as it is" % name})
             new_owned.pop(name, None)
             continue
         del workspaces[name]
@@ -149,7 +149,7 @@ def converge(path: str, wanted: dict, remove: list, lock_timeout: float, check_m
     """Plan without the lock; when something changes, refuse while a Perry agent runs, else (not in check mode)
     take Perry's lock, plan again from what is there now and write. Returns plan() plus changed, lock_taken_over."""
     with store.ConfigDir(path) as cdir:
-        state, _, sidecar, _ = _read(cdir)
+        state, _keep, sidecar, _sidecar_keep = _read(cdir)
     out = plan(state, sidecar, wanted, remove)
     out["changed"] = bool(out["written"] or out["removed"]) or owned_ids(out["sidecar"]) != owned_ids(sidecar)
     out["lock_taken_over"] = False

@@ -156,8 +156,8 @@ from ansible_collections.perry.fleet.plugins.module_utils.module_args import eng
 
 def wanted_entries(module, engine, items: list) -> tuple:
     """({name: entry} from one inspect, [left_alone]); a missing container fails unless in check mode."""
-    found = {c["Name"].lstrip("/"): c for c in workspace_info.find(engine, [i["name"] for i in items],
-                                                                     timeout=module.params["engine_timeout"])}
+    containers = workspace_info.find(engine, [i["name"] for i in items], timeout=module.params["engine_timeout"])
+    found = {c["Name"].lstrip("/"): c for c in containers}
     wanted, left_alone = {}, []
     for item in items:
         container = found.get(layout.container_name(item["name"]))

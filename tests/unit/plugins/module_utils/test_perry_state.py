@@ -70,7 +70,9 @@ def test_agents_are_found_in_proc(tmp_path):
 def test_a_running_agent_refuses_any_change_and_nothing_is_written(tmp_path):
     (tmp_path / "state.json").write_text(json.dumps({"workspaces": {"perrys": FOREIGN}}))
     before = (tmp_path / "state.json").read_bytes()
-    agents = lambda: [{"pid": 42, "cmdline": "perry agent run"}]  # noqa: E731
+
+    def agents():
+        return [{"pid": 42, "cmdline": "perry agent run"}]
     with pytest.raises(PerryError, match=r"Perry agent runs on this host \(pid 42: perry agent run\).*nothing was"):
         ps.converge(str(tmp_path), {"alice": ours()}, [], 1, False, find_agents=agents)
     with pytest.raises(PerryError, match="Perry agent"):
