@@ -100,14 +100,7 @@ class ConfigDir:
 
     def __init__(self, path: str, create: bool = False):
         self.path = path
-        if create and not os.path.isdir(path):
-            _make_dirs(path)
-        try:
-            self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            self.fd = None      # reads see Perry's defaults; nothing can be written
-        except OSError as exc:
-            raise StateFileError("cannot open Perry's config directory %s: %s" % (path, exc.strerror))
+        self.fd = _open_dir(path, create)      # None: missing; reads see Perry's defaults, nothing is written
         st = os.fstat(self.fd) if self.fd is not None else None
         self.owner = (st.st_uid, st.st_gid) if st else None
 
@@ -192,19 +185,52 @@ class ConfigDir:
         os.fsync(self.fd)
 
 
-def _make_dirs(path: str) -> None:
-    """mkdir -p with 0700; as root, new directories get the owner of the nearest existing ancestor (a root run
-    writing into a user's ~/.config/perry must not leave it root-owned)."""
-    missing = []
-    cur = path
-    while not os.path.exists(cur):
-        missing.append(cur)
-        cur = os.path.dirname(cur)
-    st = os.stat(cur)
-    for d in reversed(missing):
-        os.mkdir(d, 0o700)
-        if os.geteuid() == 0:
-            os.chown(d, st.st_uid, st.st_gid)
+def _refuse(path: str, why: str):
+    raise StateFileError("Perry's config directory %s cannot be used: %s. Give its real path in config_dir; nothing "
+                         "was written." % (path, why))
+
+
+def _open_dir(path: str, create: bool):
+    """An fd on the directory, opened component by component without following links, so nobody can swap a
+    component for a link between check and use. A link in the given path is followed only when root or this user
+    owns it (a user's dotfile link is fine; one planted by another user for a root run is not). Missing components
+    are made 0700 when ``create``, owned (as root) like their parent: a root run must not leave a user's
+    ~/.config/perry root-owned. None when the directory is missing and not to be created."""
+    path = os.path.abspath(path)
+    prefix = "/"
+    for comp in [c for c in path.split("/") if c]:
+        prefix = os.path.join(prefix, comp)
+        try:
+            st = os.lstat(prefix)
+        except OSError:          # missing (made below) or under a file (refused below)
+            break
+        if stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
+            _refuse(path, "%s is a symbolic link owned by uid %d" % (prefix, st.st_uid))
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open("/", flags)
+    try:
+        for comp in [c for c in os.path.realpath(path).split("/") if c]:
+            try:
+                nfd = os.open(comp, flags, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    os.close(fd)
+                    return None
+                parent = os.fstat(fd)
+                os.mkdir(comp, 0o700, dir_fd=fd)
+                if os.geteuid() == 0:
+                    os.chown(comp, parent.st_uid, parent.st_gid, dir_fd=fd, follow_symlinks=False)
+                nfd = os.open(comp, flags, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    _refuse(path, "%s is a link or not a directory" % comp)
+                _refuse(path, exc.strerror)
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 # ------------------------------------------------------------------------------------------------ lock

@@ -255,3 +255,29 @@ def test_a_lock_taken_over_meanwhile_is_not_released_and_not_written_under(tmp_p
             with pytest.raises(PerryError, match="taken over"):
                 lock.check()
         assert (tmp_path / ".state.lock").is_dir(), "released a lock that was not ours"
+
+
+# ---------------------------------------------------------------------------------------------- directory links
+def test_a_link_of_ours_in_the_config_path_is_followed(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "perry").symlink_to(tmp_path / "real")
+    assert ps.converge(str(tmp_path / "perry"), {"alice": ours()}, [], 1, False, find_agents=no_agents)["changed"]
+    assert (tmp_path / "real" / "state.json").is_file()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a link another owner")
+def test_a_link_another_user_planted_in_the_config_path_is_refused(tmp_path):
+    (tmp_path / "target").mkdir()
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / ".config").symlink_to(tmp_path / "target")
+    os.lchown(tmp_path / "home" / ".config", 65534, 65534)
+    with pytest.raises(PerryError, match=r"\.config is a symbolic link owned by uid 65534.*nothing was written"):
+        ps.converge(str(tmp_path / "home" / ".config" / "perry"), {"alice": ours()}, [], 1, False,
+                    find_agents=no_agents)
+    assert os.listdir(tmp_path / "target") == []
+
+
+def test_a_file_in_the_config_path_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PerryError, match="not a directory"):
+        ps.converge(str(tmp_path / "file" / "perry"), {"alice": ours()}, [], 1, False, find_agents=no_agents)
