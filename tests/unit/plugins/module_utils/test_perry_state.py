@@ -281,3 +281,39 @@ def test_a_file_in_the_config_path_is_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(PerryError, match="not a directory"):
         ps.converge(str(tmp_path / "file" / "perry"), {"alice": ours()}, [], 1, False, find_agents=no_agents)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to write another user's files")
+def test_a_root_run_leaves_a_users_files_theirs(tmp_path):
+    where = tmp_path / "home"
+    where.mkdir()
+    os.chown(where, 65534, 65534)
+    out = ps.converge(str(where / ".config" / "perry"), {"alice": ours()}, [], 1, False, find_agents=no_agents)
+    assert out["changed"]
+    for path in (where / ".config", where / ".config" / "perry", where / ".config" / "perry" / "state.json",
+                 where / ".config" / "perry" / ps.SIDECAR_FILE):
+        assert (os.stat(path).st_uid, os.stat(path).st_gid) == (65534, 65534), path
+    state = where / ".config" / "perry" / "state.json"
+    os.chown(state, 65534, 0)     # an existing file keeps its owner and group
+    ps.converge(str(where / ".config" / "perry"), {"bob": ours("bob", "b" * 64)}, [], 1, False, find_agents=no_agents)
+    assert (os.stat(state).st_uid, os.stat(state).st_gid) == (65534, 0)
+    assert set(json.loads(state.read_text())["workspaces"]) == {"alice", "bob"}
+
+
+def test_a_crash_between_the_two_writes_never_orphans_an_entry_of_ours(tmp_path, monkeypatch):
+    (tmp_path / "state.json").write_text(json.dumps({"workspaces": {"perrys": FOREIGN}}))
+    real = store.ConfigDir.write_json
+
+    def crash_on_state(self, name, value, keep, new_mode=0o600):
+        if name == store.STATE_FILE:
+            raise OSError("disk gone")
+        return real(self, name, value, keep, new_mode)
+    monkeypatch.setattr(store.ConfigDir, "write_json", crash_on_state)
+    with pytest.raises(OSError):
+        ps.converge(str(tmp_path), {"alice": ours()}, [], 1, False, find_agents=no_agents)
+    assert json.loads((tmp_path / "state.json").read_text()) == {"workspaces": {"perrys": FOREIGN}}
+    assert "alice" in json.loads((tmp_path / ps.SIDECAR_FILE).read_text())["workspaces"]
+    assert not (tmp_path / ".state.lock").exists(), "lock not released after the failure"
+    monkeypatch.setattr(store.ConfigDir, "write_json", real)
+    out = ps.converge(str(tmp_path), {"alice": ours()}, [], 1, False, find_agents=no_agents)
+    assert out["written"] == ["alice"] and not out["left_alone"]
