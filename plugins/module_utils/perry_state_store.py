@@ -165,24 +165,30 @@ class ConfigDir:
         text = json.dumps(value, indent=2, ensure_ascii=False)
         mode, uid, gid = keep if keep else (new_mode,) + self.owner
         tmp = ".%s.perry-fleet-%s.tmp" % (name, secrets.token_hex(4))
-        fd = os.open(tmp, _OPEN_NEW, 0o600, dir_fd=self.fd)
         try:
+            fd = os.open(tmp, _OPEN_NEW, 0o600, dir_fd=self.fd)
             try:
-                os.fchmod(fd, mode)
-                if os.geteuid() == 0:
-                    os.fchown(fd, uid, gid)
-                os.write(fd, text.encode("utf-8"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-        except BaseException:
-            try:
-                os.unlink(tmp, dir_fd=self.fd)
-            except OSError:
-                pass
-            raise
-        os.fsync(self.fd)
+                try:
+                    os.fchmod(fd, mode)
+                    if os.geteuid() == 0:
+                        os.fchown(fd, uid, gid)
+                    data = memoryview(text.encode("utf-8"))
+                    while data:
+                        data = data[os.write(fd, data):]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            except BaseException:
+                try:
+                    os.unlink(tmp, dir_fd=self.fd)
+                except OSError:
+                    pass
+                raise
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise StateFileError("cannot write %s: %s; the file is as it was before this write."
+                                 % (self.where(name), exc.strerror or exc))
 
 
 def _refuse(path: str, why: str):
@@ -254,6 +260,9 @@ class StateLock:
             os.mkdir(LOCK_DIR, 0o700, dir_fd=self.dir.fd)
         except FileExistsError:
             pass
+        except OSError as exc:
+            raise StateFileError("cannot take Perry's state lock %s: %s; nothing was written."
+                                 % (self.dir.where(LOCK_DIR), exc.strerror))
         else:
             self.mtime_ns = self._lstat().st_mtime_ns
             return True, None

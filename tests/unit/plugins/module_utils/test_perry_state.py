@@ -302,18 +302,19 @@ def test_a_root_run_leaves_a_users_files_theirs(tmp_path):
 
 def test_a_crash_between_the_two_writes_never_orphans_an_entry_of_ours(tmp_path, monkeypatch):
     (tmp_path / "state.json").write_text(json.dumps({"workspaces": {"perrys": FOREIGN}}))
-    real = store.ConfigDir.write_json
+    real = os.rename
 
-    def crash_on_state(self, name, value, keep, new_mode=0o600):
-        if name == store.STATE_FILE:
-            raise OSError("disk gone")
-        return real(self, name, value, keep, new_mode)
-    monkeypatch.setattr(store.ConfigDir, "write_json", crash_on_state)
-    with pytest.raises(OSError):
+    def crash_on_state(src, dst, **kw):
+        if dst == store.STATE_FILE:
+            raise OSError(5, "disk gone")
+        return real(src, dst, **kw)
+    monkeypatch.setattr(store.os, "rename", crash_on_state)
+    with pytest.raises(PerryError, match="cannot write .*state.json: disk gone; the file is as it was"):
         ps.converge(str(tmp_path), {"alice": ours()}, [], 1, False, find_agents=no_agents)
     assert json.loads((tmp_path / "state.json").read_text()) == {"workspaces": {"perrys": FOREIGN}}
     assert "alice" in json.loads((tmp_path / ps.SIDECAR_FILE).read_text())["workspaces"]
     assert not (tmp_path / ".state.lock").exists(), "lock not released after the failure"
-    monkeypatch.setattr(store.ConfigDir, "write_json", real)
+    monkeypatch.setattr(store.os, "rename", real)
+    assert sorted(os.listdir(tmp_path)) == [ps.SIDECAR_FILE, "state.json"], "temp file left behind"
     out = ps.converge(str(tmp_path), {"alice": ours()}, [], 1, False, find_agents=no_agents)
     assert out["written"] == ["alice"] and not out["left_alone"]
