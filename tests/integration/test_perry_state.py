@@ -1,6 +1,6 @@
 """Perry interop on rootful podman: the workspace role (perry_workspace_perry_state on) lists its workspace in a
 Perry state.json that already holds Perry's own entries and keys, which survive; the entry carries the real
-container id and SSH port; a re-run changes nothing; a running Perry agent process (a real process whose argv looks
+container id and SSH port; a re-run changes nothing; day-two stop/start update its status; a running Perry agent process (a real process whose argv looks
 like Perry's) makes it refuse with nothing written; a fresh lock held by another process is waited for and then
 refused within the bound; a stale one is taken over; removal takes out only our entry.
 """
@@ -65,6 +65,14 @@ def role(image, name, config_dir, state="started"):
                  "perry_workspace_list": [{"name": name, "memory": "512m"}]}
     return run_playbook([{"name": "workspace", "ansible.builtin.include_role": {"name": "perry.fleet.workspace"}}],
                         extra_vars=role_vars, timeout=900)
+
+
+def lifecycle(name, config_dir, action):
+    role_vars = {"perry_workspace_runtime": "podman", "perry_workspace_action": action, "perry_workspace_select": [name],
+                 "perry_workspace_perry_state": True, "perry_workspace_perry_config_dir": str(config_dir)}
+    return run_playbook([{"name": "lifecycle", "ansible.builtin.include_role": {"name": "perry.fleet.workspace",
+                                                                                 "tasks_from": "lifecycle"}}],
+                        extra_vars=role_vars, timeout=600)
 
 
 @pytest.fixture
@@ -151,6 +159,16 @@ def test_state_json_round_trip_with_foreign_entries(image, tmp_path, fake_agent,
         res = perry_state_task(role(image, name, config_dir))
         assert not res["changed"] and res["written"] == [], res
         assert os.stat(state_file).st_mtime_ns == mtime
+
+        # 2b. Day-two stop and start (tasks_from lifecycle) keep the entry's status in step, Perry's untouched.
+        for action, status in (("stop", "stopped"), ("start", "running")):
+            out = lifecycle(name, config_dir, action)
+            assert out["rc"] == 0, out["stdout"][-4000:]
+            res = perry_state_task(out)
+            assert res["changed"] and res["written"] == [name], res
+            doc = load(state_file)
+            assert doc["workspaces"][name] == dict(entry, status=status), doc["workspaces"][name]
+            assert doc["workspaces"]["perry-made"] == PERRYS and doc["futureKey"] == FOREIGN_DOC["futureKey"]
 
         # 3. A Perry agent runs: any change is refused, naming it; nothing written. Unchanged runs still pass.
         agent = fake_agent()
