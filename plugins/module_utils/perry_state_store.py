@@ -64,12 +64,20 @@ def is_perry_program(arg: str) -> bool:
     return base.endswith((".js", ".mjs", ".cjs", ".ts")) and any(p == "perry" for p in parts)
 
 
-def is_perry_agent(argv: list) -> bool:
+def agent_command(argv: list) -> list | None:
+    """The argv up to ``agent run`` when it is a Perry agent's (what follows, flags that may hold a token, is
+    never reported), else None."""
     for i, arg in enumerate(argv):
         if is_perry_program(arg):
-            rest = argv[i + 1:]
-            return any(rest[j:j + 2] == ["agent", "run"] for j in range(len(rest)))
-    return False
+            for j in range(i + 1, len(argv) - 1):
+                if argv[j:j + 2] == ["agent", "run"]:
+                    return argv[:j + 2]
+            return None
+    return None
+
+
+def is_perry_agent(argv: list) -> bool:
+    return agent_command(argv) is not None
 
 
 def perry_agents(proc: str = "/proc") -> list:
@@ -88,9 +96,9 @@ def perry_agents(proc: str = "/proc") -> list:
                 raw = fh.read(65536)
         except OSError:      # gone meanwhile, or not ours to read
             continue
-        argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
-        if is_perry_agent(argv):
-            out.append({"pid": pid, "cmdline": " ".join(argv)[:300]})
+        command = agent_command([a.decode("utf-8", "replace") for a in raw.split(b"\0") if a])
+        if command:
+            out.append({"pid": pid, "cmdline": " ".join(command)[:300]})
     return out
 
 

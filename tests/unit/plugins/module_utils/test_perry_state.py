@@ -58,7 +58,7 @@ def test_what_counts_as_a_perry_agent(argv, agent):
 
 
 def test_agents_are_found_in_proc(tmp_path):
-    for pid, argv in ((10, ["/bin/sh", "/tmp/x/perry", "agent", "run"]), (11, ["sleep", "10"]),
+    for pid, argv in ((10, ["/bin/sh", "/tmp/x/perry", "agent", "run", "--token", "s3cret"]), (11, ["sleep", "10"]),
                       (os.getpid(), ["perry", "agent", "run"])):
         (tmp_path / str(pid)).mkdir()
         (tmp_path / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
