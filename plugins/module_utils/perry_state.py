@@ -16,6 +16,8 @@ import copy
 import re
 from datetime import datetime, timezone
 
+from ansible_collections.perry.fleet.plugins.module_utils import engine as eng
+from ansible_collections.perry.fleet.plugins.module_utils import layout
 from ansible_collections.perry.fleet.plugins.module_utils import perry_state_store as store
 from ansible_collections.perry.fleet.plugins.module_utils import workspace_info
 from ansible_collections.perry.fleet.plugins.module_utils.errors import PerryError, SpecError
@@ -39,6 +41,9 @@ def iso_time(value: str | None) -> str | None:
 def entry_from_container(container: dict, repo: str | None = None) -> dict:
     """The WorkspaceInfo Perry would hold for this container (the keys perry.fleet manages)."""
     info = workspace_info.describe(container)
+    if (eng.labels(container).get(layout.LABEL_MANAGED) or "").lower() != "true":
+        raise SpecError("container %s is not a Perry workspace (no label %s=true): Perry would not manage it, so it "
+                        "gets no state.json entry; nothing was written" % (info["container"], layout.LABEL_MANAGED))
     if not info["ports"]["ssh"]:
         raise SpecError("workspace %s publishes no SSH port, and Perry's state entry needs one: converge it with "
                         "perry_workspace first" % info["name"])

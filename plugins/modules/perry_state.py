@@ -58,7 +58,8 @@ options:
         type: str
   state:
     description:
-      - V(present) writes the entries (the containers must exist; in check mode a missing one is only noted).
+      - V(present) writes the entries. The containers must exist, carry Perry's label C(workspace.managed=true) and
+        publish an SSH port; in check mode a missing one is only noted in RV(left_alone).
       - V(absent) removes the entries perry.fleet wrote (no engine call); Perry's own are kept.
     type: str
     choices: [present, absent]

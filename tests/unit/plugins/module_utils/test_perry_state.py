@@ -141,13 +141,16 @@ def test_absent_removes_only_ours():
 
 def test_entry_from_inspect_data():
     c = {"Id": "d" * 64, "Name": "/workspace-alice", "Created": "2026-12-02T15:37:12.123456789+01:00",
-         "State": {"Running": True, "Status": "running"}, "Config": {"Labels": {"workspace.name": "alice"}},
+         "State": {"Running": True, "Status": "running"},
+         "Config": {"Labels": {"workspace.name": "alice", "workspace.managed": "true"}},
          "HostConfig": {"PortBindings": {"22/tcp": [{"HostIp": "127.0.0.1", "HostPort": "2207"}]}}}
     assert ps.entry_from_container(c, "https://x/r.git") == {
         "name": "alice", "status": "running", "containerId": "d" * 64, "created": "2026-12-02T14:37:12.123Z",
         "ports": {"ssh": 2207}, "repo": "https://x/r.git"}
     with pytest.raises(SpecError, match="no SSH port"):
         ps.entry_from_container(dict(c, HostConfig={}))
+    with pytest.raises(SpecError, match="not a Perry workspace"):
+        ps.entry_from_container(dict(c, Config={"Labels": {}}))
 
 
 @pytest.mark.parametrize("engine, iso", [
