@@ -70,9 +70,8 @@ def role(image, name, config_dir, state="started"):
 def lifecycle(name, config_dir, action):
     role_vars = {"perry_workspace_runtime": "podman", "perry_workspace_action": action, "perry_workspace_select": [name],
                  "perry_workspace_perry_state": True, "perry_workspace_perry_config_dir": str(config_dir)}
-    return run_playbook([{"name": "lifecycle", "ansible.builtin.include_role": {"name": "perry.fleet.workspace",
-                                                                                 "tasks_from": "lifecycle"}}],
-                        extra_vars=role_vars, timeout=600)
+    task = {"name": "lifecycle", "ansible.builtin.include_role": {"name": "perry.fleet.workspace", "tasks_from": "lifecycle"}}
+    return run_playbook([task], extra_vars=role_vars, timeout=600)
 
 
 @pytest.fixture
