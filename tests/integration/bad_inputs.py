@@ -1,7 +1,7 @@
 """Bad input for every module option and role variable where bad input means something: pure data.
 
 ``CASES`` is a list of ``Case(id, target, option, category, args, expect)``:
-  target    perry_workspace | perry_worker_health | perry_sessions | role:workspace | role:image
+  target    perry_workspace | perry_worker_health | perry_sessions | perry_state | role:workspace | role:image
   option    the option (module) or variable (role) the case is about
   category  what kind of bad input (see CATEGORIES)
   args      the arguments that differ from a valid call (test_bad_input.py supplies the rest)
@@ -212,6 +212,24 @@ CASES += [
          "fail_on_error"),
 ]
 
+# ----------------------------------------------------------------------------------------------- perry_state
+_PS = "perry_state"
+_PSW = [{"name": "$Pws"}]
+CASES += [c._replace(args={"workspaces": [{"name": c.args}]}, option="workspaces.name",
+                     id=c.id.replace("state-name", "state-workspaces-name")) for c in _name_cases(_PS, "name")]
+CASES += [c._replace(args=dict(c.args, workspaces=_PSW)) for c in _engine_cases(_PS)]
+CASES += [
+    Case("state-workspaces-no-container", _PS, "workspaces.name", "missing-file", {"workspaces": [{"name": "$Pnone"}]},
+         "no container workspace-"),
+    Case("state-workspaces-type", _PS, "workspaces", "wrong-type", {"workspaces": "alice"}, "dictionary requested"),
+    Case("state-state-unknown", _PS, "state", "unknown-choice", {"workspaces": _PSW, "state": "gone"},
+         "value of state must be one of"),
+    Case("state-lock_timeout-zero", _PS, "lock_timeout", "not-positive", {"workspaces": _PSW, "lock_timeout": 0},
+         "lock_timeout must be greater than 0"),
+    Case("state-config_dir-under-a-file", _PS, "config_dir", "malformed",
+         {"workspaces": _PSW, "state": "absent", "config_dir": "$DIST/cli.js/perry"}, "not a directory"),
+]
+
 # ----------------------------------------------------------------------------------------------- role:workspace
 _L = "perry_workspace_list"
 CASES += [c._replace(args={_L: [{"name": c.args}]}, option=_L + ".name", id=c.id.replace("rworkspace-name", "rworkspace-list-name"))
@@ -258,6 +276,8 @@ CASES += [
          "perry_workspace_state"),
     Case("rworkspace-purge-type", _RW, "perry_workspace_purge", "wrong-type", {"perry_workspace_purge": "maybe"},
          "perry_workspace_purge"),
+    Case("rworkspace-perry_state-type", _RW, "perry_workspace_perry_state", "wrong-type",
+         {"perry_workspace_perry_state": "maybe"}, "perry_workspace_perry_state"),
     Case("rworkspace-worker_source-missing", _RW, "perry_workspace_worker_source", "missing-file",
          {"perry_workspace_worker_source": "/nonexistent/perry"}, "does not exist on this host"),
     Case("rworkspace-health_timeout-zero", _RW, "perry_workspace_health_timeout", "not-positive",

@@ -28,6 +28,7 @@ BASE_ARGS = {
     "perry_workspace": {"runtime": "podman", "engine_cli": "podman", "engine_timeout": 30},
     "perry_worker_health": {"runtime": "podman", "engine_cli": "podman", "timeout": 3},
     "perry_sessions": {"runtime": "podman", "engine_cli": "podman", "request_timeout": 3},
+    "perry_state": {"runtime": "podman", "engine_cli": "podman", "engine_timeout": 30},
 }
 
 
@@ -106,6 +107,8 @@ def module_results(scratch):
         args = dict(BASE_ARGS[case.target])
         if case.target == "perry_workspace":
             args.update(image=scratch["image"], port_lock_path=scratch["lock"])
+        if case.target == "perry_state":
+            args.update(config_dir=os.path.join(scratch["root"], "perry-config"))   # never created by a bad case
         args.update(fill(case.args, dict(scratch, **{"$P": prefix})))
         runtimes = ("docker",) if args.get("runtime") == "docker" else ("podman",)
         try:
@@ -123,7 +126,8 @@ def module_results(scratch):
         else:
             os.environ["TMPDIR"] = old_tmpdir
     state = {"objects": engine_objects(), "tmp": sorted(os.listdir(scratch["tmpdir"])),
-             "lock_free": not os.path.exists(scratch["lock"]) or lock_is_free(scratch["lock"])}
+             "lock_free": not os.path.exists(scratch["lock"]) or lock_is_free(scratch["lock"]),
+             "perry_config": os.path.exists(os.path.join(scratch["root"], "perry-config"))}
     yield results, state
     for result, _unused, prefix, runtimes in results.values():
         if [o for o in state["objects"] if prefix in o]:
@@ -153,6 +157,7 @@ def test_module_bad_input(case, module_results):
     assert not [o for o in state["objects"] if prefix in o], "%s left %s" % (case.id, [o for o in state["objects"] if prefix in o])
     assert not state["tmp"], "temp files left behind: %s" % state["tmp"]
     assert state["lock_free"], "the port lock is still held"
+    assert not state["perry_config"], "a perry_state case created Perry's config directory"
     assert not os.path.exists(PWNED), "a shell metacharacter was executed"
 
 
