@@ -179,8 +179,9 @@ workspaces:
     recreate_reasons:
       description:
         - Why the container is (or in check mode would be) recreated, in the spec's key names (C(image_id),
-          C(env), C(ports), C(resources), ...). Only what the engine cannot change in place recreates; files and
-          O(workspaces[].secret_env) are applied in the running container.
+          C(ports), C(labels), C(resources), ...). Only what the engine cannot change in place recreates; files,
+          O(env), O(secret_env) and the worker are applied in the running container, and with O(runtime=docker)
+          the limits (O(memory), O(cpus), O(pids_limit)) too (action C(update_resources)).
       type: list
       elements: str
       returned: when the container is recreated
