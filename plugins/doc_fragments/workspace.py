@@ -43,6 +43,9 @@ options:
       (mode 0644, owned by the workspace user), which the image''s login and interactive shells load before C(secrets.env).
       Not in the container''s engine config (which keeps only perry.fleet''s own variables) nor in the spec hash. C(DOCKER_HOST)
       is set through O(workspace_docker_host).'
+    - 'Exception: the keys an image''s entrypoint reads at container start (C(SSH_PUBLIC_KEY), C(PERRY_DOCKERD_ARGS), C(PERRY_DOCKERD_WAIT),
+      C(WORKSPACE_REPO_URL), C(WORKSPACE_REPO_BRANCH)) stay in the container''s config and spec; changing one of them recreates
+      the container.'
     - 'Changing a value or a key is applied in the running container: no recreate, running processes keep their environment
       and new shells see the new values. Removing every key leaves the last file in place; set a key to an empty value instead.
       A container created by perry.fleet 0.1.0 keeps the env it was created with in its engine config until something else

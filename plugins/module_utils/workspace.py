@@ -306,9 +306,10 @@ class WorkspaceManager:
 
         def wanted(plan):
             files = list(plan.item["files"])
-            if plan.item.get("env") or (plan.before or {}).get("env"):
-                # keys a 0.1.0 container still has in its engine config but the user dropped: unset in its shells
-                files.append(env_file(plan.item["env"], unset=((plan.before or {}).get("env") or {})))
+            env, old = ws.shell_env(plan.item["env"]), ws.shell_env((plan.before or {}).get("env"))
+            if env or old:
+                # keys an older container still has in its engine config but the user dropped: unset in its shells
+                files.append(env_file(env, unset=set(old) - set(plan.item["env"])))
             if plan.item.get("secret_env"):
                 files.append(secrets_file(plan.name, plan.item["secret_env"], key))
             return sorted(files, key=lambda f: f.dest)
@@ -401,10 +402,8 @@ class WorkspaceManager:
                 "volumes": spec.volumes,
                 "spec_hash": spec.spec_hash(),
             })
-            before, after = ws.changed_keys(plan.before, spec.public())
-            if plan.before is not None:   # env is a file now: a 0.1.0 label's env is no change of the container
-                before.pop("env", None)
-                after.pop("env", None)
+            # env as the container's config holds it: the rest is a file (a schema-1 label holds all of it)
+            before, after = ws.changed_keys(spec.comparable(plan.before) if plan.before else None, spec.public())
             out["diff"] = {"before": before, "after": after} if plan.actions else {"before": {}, "after": {}}
             if "recreate" in plan.actions:
                 out["recreate_reasons"] = ws.recreate_reasons(plan.before, spec, plan.forced)

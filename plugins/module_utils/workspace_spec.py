@@ -45,8 +45,19 @@ RESERVED_LABEL_PREFIX = "perry.fleet."
 LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 PROTOCOLS = ("tcp", "udp")
 PORT_DIGITS_MARGIN = 32
-# Spec-label keys of older schemas that are now applied in place whatever the runtime (env: since schema 2).
-LEGACY_IN_PLACE = ("env",)   # the spec label is checked before ports are chosen; their digits fit in this
+# env keys an image's entrypoint reads at container start (this image's, and Perry's clone variables): they stay in
+# the container's engine config and the spec, so changing one recreates (reason env). Every other env key is only
+# read by the workspace's shells, which load it from a file written in place (workspace_files.env_file).
+STARTUP_ENV = frozenset({"SSH_PUBLIC_KEY", "PERRY_DOCKERD_ARGS", "PERRY_DOCKERD_WAIT", "WORKSPACE_REPO_URL",
+                         "WORKSPACE_REPO_BRANCH"})
+
+
+def startup_env(env: dict) -> dict:
+    return {k: v for k, v in sorted((env or {}).items()) if k in STARTUP_ENV}
+
+
+def shell_env(env: dict) -> dict:
+    return {k: v for k, v in sorted((env or {}).items()) if k not in STARTUP_ENV}   # the spec label is checked before ports are chosen; their digits fit in this
 
 
 # ------------------------------------------------------------------------------------------ the options
@@ -127,6 +138,9 @@ WORKSPACE_OPTIONS = (
         "C(~/.config/perry/env.sh) (mode 0644, owned by the workspace user), which the image's login and interactive "
         "shells load before C(secrets.env). Not in the container's engine config (which keeps only perry.fleet's own "
         "variables) nor in the spec hash. C(DOCKER_HOST) is set through O(workspace_docker_host).",
+        "Exception: the keys an image's entrypoint reads at container start (C(SSH_PUBLIC_KEY), "
+        "C(PERRY_DOCKERD_ARGS), C(PERRY_DOCKERD_WAIT), C(WORKSPACE_REPO_URL), C(WORKSPACE_REPO_BRANCH)) stay in the "
+        "container's config and spec; changing one of them recreates the container.",
         "Changing a value or a key is applied in the running container: no recreate, running processes keep their "
         "environment and new shells see the new values. Removing every key leaves the last file in place; set a key "
         "to an empty value instead. A container created by perry.fleet 0.1.0 keeps the env it was created with in its "
@@ -509,7 +523,7 @@ class WorkspaceSpec:
     def container_env(self) -> dict:
         """The environment the container gets (through a 0600 env file, never argv): perry.fleet's own variables
         only. env and secret_env are files written in place (workspace_files.env_file, secrets_file)."""
-        env = {}
+        env = startup_env(self.env)
         if self.profile.forward_docker_host and self.docker_host:
             env["DOCKER_HOST"] = self.docker_host
         # The worker's token (worker_auth.py); not in the spec hash: it is a function of the name and the host key.
@@ -525,6 +539,7 @@ class WorkspaceSpec:
             "image_id": self.image_id,
             "runtime": self.profile.name,
             "privileged": self.privileged,
+            "env": startup_env(self.env),   # the rest is a file in place; {} is left out of the hash
             "hostname": self.name if self.profile.set_hostname else None,
             "docker_host": self.docker_host if self.profile.forward_docker_host else None,
             "volumes": self.volumes,
@@ -542,9 +557,15 @@ class WorkspaceSpec:
         """Keys of public() that are applied to the existing container, so they are not in the spec hash."""
         return ("resources",) if self.profile.update_resources else ()
 
+    @staticmethod
+    def comparable(public: dict) -> dict:
+        """A public spec or a container's spec label with env reduced to what the container's config holds (a
+        schema-1 label holds all of it)."""
+        return dict(public, env=startup_env(public.get("env")))
+
     def hashed(self, public: dict) -> dict:
         """A public spec (this one's, or a container's spec label) without what is applied in place."""
-        return {k: v for k, v in public.items() if k not in self.in_place_keys and k not in LEGACY_IN_PLACE}
+        return {k: v for k, v in self.comparable(public).items() if k not in self.in_place_keys}
 
     def spec_hash(self) -> str:
         """``v<SPEC_SCHEMA>:<sha256>`` over the public spec with unset values and what is applied in place (env,
@@ -565,7 +586,8 @@ class WorkspaceSpec:
             return label == self.spec_hash()
         old = dict(self.public(), env=dict(sorted(self.env.items())))
         if isinstance(before, dict):
-            old["env"] = before.get("env") or {}
+            # the shell keys as the container was created (a file in place now), the startup keys as wanted
+            old["env"] = dict(sorted(dict(shell_env(before.get("env")), **startup_env(self.env)).items()))
             old.update({k: before.get(k) for k in self.in_place_keys})
         if label.startswith("v1:"):
             return label == "v1:" + _digest(_without_unset({"public": old}))

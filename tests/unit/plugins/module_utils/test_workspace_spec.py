@@ -187,4 +187,19 @@ def test_env_is_a_shell_file_and_unsets_what_an_old_container_still_carries():
     f = files_mod.env_file({"B": "it's $x", "A": ""}, unset={"OLD": "1", "A": "0"})
     assert f.dest == layout.ENV_FILE and f.mode == "0644"
     assert f.content.decode().splitlines()[1:] == ["unset OLD", "A=''", "B='it'\"'\"'s $x'"]
-    assert "A" not in spec(env={"A": "1"}).container_env() and "env" not in spec(env={"A": "1"}).public()
+    assert "A" not in spec(env={"A": "1"}).container_env() and spec(env={"A": "1"}).public()["env"] == {}
+    assert spec(env={"A": "1"}).spec_hash() == spec().spec_hash()
+
+
+def test_keys_the_entrypoint_reads_at_start_stay_in_the_container_and_recreate():
+    key = {"SSH_PUBLIC_KEY": "ssh-ed25519 AAAA x"}
+    s = spec(env=dict(key, A="1"))
+    assert s.container_env()["SSH_PUBLIC_KEY"] == key["SSH_PUBLIC_KEY"] and "A" not in s.container_env()
+    assert s.public()["env"] == key and s.spec_hash() != spec().spec_hash()
+    other = spec(env={"SSH_PUBLIC_KEY": "ssh-ed25519 BBBB y", "A": "1"})
+    assert ws.recreate_reasons(s.public(), other) == ["env"]
+    # an old (schema 1) label with every env key: a changed startup key still does not match, a shell key does
+    label = dict(s.public(), env=dict(key, A="1"))
+    v1 = "v1:" + ws._digest(ws._without_unset({"public": label}))
+    assert spec(env=dict(key, A="2")).matches_hash(v1, label)
+    assert not other.matches_hash(v1, label)
