@@ -625,8 +625,9 @@ class WorkspaceSpec:
         for key, value in dict(self.env, **self.container_env()).items():
             size = len(("%s=%s" % (key, value)).encode())
             if size > MAX_KV_LINE:   # env: one line of its shell file, bounded like the engines' env files
-                raise SpecError("env %s of workspace %s is %d bytes as an env-file line; perry.fleet takes at most "
-                                "%d: put large values in a file (the files option) instead" % (key, self.name, size, MAX_KV_LINE))
+                raise SpecError("env %s of workspace %s is %d bytes as a KEY=value line; the engines' env files and "
+                                "perry.fleet's env.sh read at most %d: put large values in a file (the files option) "
+                                "instead" % (key, self.name, size, MAX_KV_LINE))
         for key, value in self.secret_env.items():
             size = len(("%s=%s" % (key, value)).encode())
             if size > MAX_KV_LINE:   # one shell line of the secrets file; a bound like env's, for the same reason

@@ -65,6 +65,9 @@ def test_a_rotated_secret_and_an_edited_file_keep_the_container_and_its_agent(to
     ok(run_module(MODULE, dict(base, state="restarted", secret_env={"AGENT_TOKEN": two, "SECOND_KEY": "k2 it's"}),
                   topology))
     assert login_shell(topology, cname, 'echo "$AGENT_TOKEN"') == two
+    topology.cli("exec", "-d", "-u", "workspace", cname, "sleep", "86399")   # the restart ended the first one
+    pid = agent_pid(topology, cname)
+    assert pid, "the stand-in agent did not start"
 
     # an env change is a file in place too: same container, the agent keeps going, new shells see the value, and
     # the engine's config never carries it
@@ -90,11 +93,12 @@ def test_limits_are_updated_in_place_on_docker_and_recreate_on_podman(topology, 
     assert pid, "the stand-in agent did not start"
     more = dict(base, memory="512m", cpus=1.5, pids_limit=400)
 
-    check = ok(run_module(MODULE, more, topology, check=True, diff=True))["workspaces"][0]
+    checked = ok(run_module(MODULE, more, topology, check=True, diff=True))
+    check = checked["workspaces"][0]
     if topology.runtime == "docker":
         assert check["actions"] == ["update_resources"], check
-        assert check["diff"]["before"]["resources"] == {"memory": "256m", "cpus": 1.0, "pids_limit": 300}
-        assert check["diff"]["after"]["resources"] == {"memory": "512m", "cpus": 1.5, "pids_limit": 400}
+        assert checked["diff"]["before"][name] == {"resources": {"memory": "256m", "cpus": 1.0, "pids_limit": 300}}
+        assert checked["diff"]["after"][name] == {"resources": {"memory": "512m", "cpus": 1.5, "pids_limit": 400}}
     else:
         assert "recreate" in check["actions"] and check["recreate_reasons"] == ["resources"], check
     # rootless podman on this host's cgroup v1 accepts limits and ignores them (inspect shows 0): nothing to read
