@@ -44,7 +44,7 @@ OWN_LABELS = frozenset({layout.LABEL_NAME, layout.LABEL_MANAGED})
 RESERVED_LABEL_PREFIX = "perry.fleet."
 LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 PROTOCOLS = ("tcp", "udp")
-PORT_DIGITS_MARGIN = 32
+PORT_DIGITS_MARGIN = 32   # the spec label is checked before ports are chosen; their digits fit in this
 # env keys an image's entrypoint reads at container start (this image's, and Perry's clone variables): they stay in
 # the container's engine config and the spec, so changing one recreates (reason env). Every other env key is only
 # read by the workspace's shells, which load it from a file written in place (workspace_files.env_file).
@@ -57,7 +57,7 @@ def startup_env(env: dict) -> dict:
 
 
 def shell_env(env: dict) -> dict:
-    return {k: v for k, v in sorted((env or {}).items()) if k not in STARTUP_ENV}   # the spec label is checked before ports are chosen; their digits fit in this
+    return {k: v for k, v in sorted((env or {}).items()) if k not in STARTUP_ENV}
 
 
 # ------------------------------------------------------------------------------------------ the options
@@ -711,7 +711,7 @@ def recreate_reasons(before: dict | None, spec: "WorkspaceSpec", forced: tuple =
     applied in place, and ``forced`` (resources the engine cannot change in place)."""
     if before is None:
         return ["not created by perry.fleet (adopted)"]
-    _, after = changed_keys(spec.hashed(before), spec.hashed(spec.public()))
+    after = changed_keys(spec.hashed(before), spec.hashed(spec.public()))[1]
     # A 0.1.0 container's label lists secret_env_keys: its secrets live in its engine config, so a rotation recreates.
     reasons = sorted({"secret_env" if k == "secret_env_keys" else k for k in after} | set(forced))
     return reasons or ["spec hash (a changed secret_env of a perry.fleet 0.1.0 container, or a label edited by hand)"]
