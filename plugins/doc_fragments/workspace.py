@@ -39,9 +39,18 @@ options:
     type: str
   env:
     description:
-    - Environment for the container (values are strings). C(DOCKER_HOST) is set through O(workspace_docker_host).
-    - Each C(KEY=value) line may have at most 65535 bytes, and all values together at most about 65000 (they are kept in
-      the C(perry.fleet.spec) label); longer is refused before anything is created.
+    - 'Environment for the workspace user''s shells (values are strings): written in place as C(~/.config/perry/env.sh)
+      (mode 0644, owned by the workspace user), which the image''s login and interactive shells load before C(secrets.env).
+      Not in the container''s engine config (which keeps only perry.fleet''s own variables) nor in the spec hash. C(DOCKER_HOST)
+      is set through O(workspace_docker_host).'
+    - 'Exception: the keys an image''s entrypoint reads at container start (C(SSH_PUBLIC_KEY), C(PERRY_DOCKERD_ARGS), C(PERRY_DOCKERD_WAIT),
+      C(WORKSPACE_REPO_URL), C(WORKSPACE_REPO_BRANCH)) stay in the container''s config and spec; changing one of them recreates
+      the container.'
+    - 'Changing a value or a key is applied in the running container: no recreate, running processes keep their environment
+      and new shells see the new values. Removing every key leaves the last file in place; set a key to an empty value instead.
+      A container created by perry.fleet 0.1.0 keeps the env it was created with in its engine config until something else
+      recreates it; the file overrides those values and unsets removed keys in its new shells.'
+    - Each C(KEY=value) line may have at most 65535 bytes; longer is refused before anything is created.
     type: dict
     default: {}
   secret_env:
@@ -72,7 +81,10 @@ options:
     type: bool
   memory:
     description:
-    - Memory limit, for example V(4g).
+    - Memory limit, for example V(4g) (swap limit twice that, as the engines set it).
+    - 'O(memory), O(cpus) and O(pids_limit) are changed in place with O(runtime=docker) (C(docker update): same container,
+      running processes keep going); unsetting O(memory) or O(cpus) there, and any change with O(runtime=podman) (podman
+      4.3 cannot update a container''s limits), recreates the container.'
     type: str
   cpus:
     description:

@@ -33,6 +33,7 @@ WORKER_PORT_RANGE = (7392, 7500)
 WORKER_BIN = "/usr/local/bin/perry"
 WORKER_LOG = "/tmp/perry-worker.log"
 SECRETS_FILE = HOME + "/.config/perry/secrets.env"   # secret_env, 0600; the image's shells load it
+ENV_FILE = HOME + "/.config/perry/env.sh"   # env, 0644; the image's shells load it before SECRETS_FILE
 
 LABEL_NAME = "workspace.name"
 LABEL_MANAGED = "workspace.managed"

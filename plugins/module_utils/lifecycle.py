@@ -65,6 +65,10 @@ class Lifecycle:
         plan.existing = {"Id": res.stdout.strip(), "Name": plan.container, "Config": {"Labels": plan.spec.labels()}}
         self.set_state(plan, running=False)
 
+    def update(self, plan, args: list) -> None:
+        """Change the container's limits in place (RuntimeProfile.update_resources): same container, processes kept."""
+        self.engine.run(["update"] + list(args) + [plan.container], timeout=self.timeout)
+
     def restore(self, plan) -> None:
         """Rename the old container of an interrupted recreate back to the workspace's name."""
         self.engine.run(["rename", replaced_name(plan.container), plan.container], timeout=self.timeout)

@@ -22,6 +22,9 @@ class RuntimeProfile:
     publish_worker_port: bool   # podman: container IPs are unreachable, so publish on 127.0.0.1
     worker_format: str          # "binary" (bun --compile) or "dist" (JS dist + bun wrapper)
     default_transport: str      # how the host reaches the worker by default
+    # memory/cpus/pids_limit changed with `update` on the existing container. podman 4.3 cannot: rc 125 on a created
+    # container, and on a running one its runc call fails or leaves HostConfig unchanged (README, "in place").
+    update_resources: bool
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -37,6 +40,7 @@ PROFILES = {
         publish_worker_port=False,
         worker_format="binary",
         default_transport="http",
+        update_resources=True,
     ),
     "podman": RuntimeProfile(
         name="podman",
@@ -47,6 +51,7 @@ PROFILES = {
         publish_worker_port=True,
         worker_format="dist",
         default_transport="exec",
+        update_resources=False,
     ),
 }
 

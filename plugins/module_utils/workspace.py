@@ -23,7 +23,7 @@ from ansible_collections.perry.fleet.plugins.module_utils.parallel import run_pa
 from ansible_collections.perry.fleet.plugins.module_utils.ports import DEFAULT_LOCK_PATH, HostPortLock, PortAllocator
 from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import get_profile
 from ansible_collections.perry.fleet.plugins.module_utils.worker_sync import WorkerArtifact, WorkerSync
-from ansible_collections.perry.fleet.plugins.module_utils.workspace_files import FilesSync, secrets_file
+from ansible_collections.perry.fleet.plugins.module_utils.workspace_files import FilesSync, env_file, secrets_file
 
 
 @dataclass
@@ -64,6 +64,9 @@ class Plan:
     purge: list = field(default_factory=list)           # volumes state=absent purge=true removes
     notes: list = field(default_factory=list)           # what was deliberately left alone, and why
     leftover: dict | None = None   # our old container of a recreate that was interrupted (kill -9), renamed aside
+    needs_create: bool = False
+    forced: tuple = ()             # recreate reasons the spec hash does not show (limits the engine cannot update)
+    update_args: list = field(default_factory=list)   # `update` arguments bringing the limits to the wanted ones
 
     @property
     def name(self) -> str:
@@ -124,6 +127,7 @@ class WorkspaceManager:
             if item["state"] != "absent":
                 plan.spec = self._desired_spec(item, images_by_ref.get(item["image"]), plan.before)
                 plan.spec.check_engine_files()
+                self._compare(plan)
             plans.append(plan)
         return plans
 
@@ -172,7 +176,7 @@ class WorkspaceManager:
         for plan in plans:
             if plan.item["state"] == "absent" and plan.item.get("purge"):
                 plan.purge = self.lifecycle.purge_plan(plan)
-        creating = [p for p in plans if p.spec is not None and self._needs_create(p)]
+        creating = [p for p in plans if p.spec is not None and p.needs_create]
         if creating:
             self.lifecycle.check_volumes(creating)
         for plan in plans:
@@ -200,6 +204,8 @@ class WorkspaceManager:
                     plan.existing = {"Name": plan.container, "Config": {"Labels": {}}}
                 self.lifecycle.set_state(plan, running=False)
         for plan in plans:
+            if plan.update_args and not plan.needs_create:
+                self._do(plan, "update_resources", lambda p=plan: self.lifecycle.update(p, p.update_args))
             if self.settings.check_mode or not any(plan is c for c in creating):
                 self._converge_state(plan)
         if self.settings.worker is not None:
@@ -218,10 +224,22 @@ class WorkspaceManager:
         else:
             self._do(plan, "remove container %s" % aside, lambda: self.lifecycle.remove_container(aside, plan.leftover))
 
-    def _needs_create(self, plan: Plan) -> bool:
+    def _compare(self, plan: Plan) -> None:
+        """Recreate or not, from the one inspect: the spec hash, then the limits (HostConfig) of a runtime that
+        updates them in place."""
         if plan.existing is None:
-            return True
-        return not plan.spec.matches_hash(labels(plan.existing).get(layout.LABEL_SPEC_HASH))
+            plan.needs_create = True
+            return
+        plan.needs_create = not plan.spec.matches_hash(labels(plan.existing).get(layout.LABEL_SPEC_HASH), plan.before)
+        if plan.needs_create or not self.profile.update_resources:
+            return
+        update = plan.spec.resources_update(plan.existing.get("HostConfig"))
+        if update is None:
+            plan.needs_create, plan.forced = True, ("resources",)
+        else:
+            plan.update_args = update
+            if plan.before is not None:   # diffs show the limits the container has, not the ones it was created with
+                plan.before = dict(plan.before, resources=ws.inspected_resources(plan.existing.get("HostConfig")))
 
     def _assign_ports(self, plans: list, allocate: bool = True) -> None:
         """Claim the ports given or kept (all of them before any is allocated), then allocate the rest; check mode
@@ -288,6 +306,10 @@ class WorkspaceManager:
 
         def wanted(plan):
             files = list(plan.item["files"])
+            env, old = ws.shell_env(plan.item["env"]), ws.shell_env((plan.before or {}).get("env"))
+            if env or old:
+                # keys an older container still has in its engine config but the user dropped: unset in its shells
+                files.append(env_file(env, unset=set(old) - set(plan.item["env"])))
             if plan.item.get("secret_env"):
                 files.append(secrets_file(plan.name, plan.item["secret_env"], key))
             return sorted(files, key=lambda f: f.dest)
@@ -380,10 +402,11 @@ class WorkspaceManager:
                 "volumes": spec.volumes,
                 "spec_hash": spec.spec_hash(),
             })
-            before, after = ws.changed_keys(plan.before, spec.public())
+            # env as the container's config holds it: the rest is a file (a schema-1 label holds all of it)
+            before, after = ws.changed_keys(spec.comparable(plan.before) if plan.before else None, spec.public())
             out["diff"] = {"before": before, "after": after} if plan.actions else {"before": {}, "after": {}}
             if "recreate" in plan.actions:
-                out["recreate_reasons"] = ws.recreate_reasons(plan.before, after)
+                out["recreate_reasons"] = ws.recreate_reasons(plan.before, spec, plan.forced)
         else:
             out["diff"] = {"before": {"exists": plan.before is not None}, "after": {"exists": False}} if plan.actions else {"before": {}, "after": {}}
         return out

@@ -71,6 +71,8 @@ def normalize_dest(dest) -> str:
         raise SpecError("files: dest %r is outside the workspace home %s (no '..' or other absolute paths)" % (dest, HOME))
     if norm == layout.SECRETS_FILE:
         raise SpecError("files: %s is written from secret_env; put those values in secret_env instead" % norm)
+    if norm == layout.ENV_FILE:
+        raise SpecError("files: %s is written from env; put those values in env instead" % norm)
     return norm
 
 
@@ -109,6 +111,16 @@ def secrets_file(name: str, secret_env: dict, key: bytes) -> WorkspaceFile:
              "# key-id %s" % key_id]
     lines += ["%s=%s" % (k, shlex.quote(v)) for k, v in sorted(secret_env.items())]
     return WorkspaceFile(layout.SECRETS_FILE, "0600", ("\n".join(lines) + "\n").encode())
+
+
+def env_file(env: dict, unset=()) -> WorkspaceFile:
+    """env as the 0644 file the image's shells source before the secrets file (written in place, so a changed value
+    recreates nothing). ``unset``: keys a container created before 0.2.0 still carries in its engine config but the
+    user no longer sets, so its new shells do not see the stale value."""
+    lines = ["# Written by perry.fleet from env; loaded by login and interactive shells before secrets.env."]
+    lines += ["unset %s" % k for k in sorted(set(unset) - set(env))]
+    lines += ["%s=%s" % (k, shlex.quote(v)) for k, v in sorted(env.items())]
+    return WorkspaceFile(layout.ENV_FILE, "0644", ("\n".join(lines) + "\n").encode())
 
 
 def manifest_digest(files) -> str:

@@ -29,7 +29,9 @@ MEMORY_RE = re.compile(r"^[1-9][0-9]*[bkmgBKMG]?$")
 STATES = ("present", "started", "stopped", "restarted", "absent")
 # Version of the spec-hash scheme; bump it (and keep reading the old one in matches_hash) only when the meaning of
 # a hashed value changes. Adding an option whose default is unset needs no bump: unset values are not hashed.
-SPEC_SCHEMA = 1
+# Schema 2 (0.2.0): env left the spec (it is a file written in place), and so did resources for a runtime that
+# updates them in place (RuntimeProfile.update_resources); matches_hash still reads 1 and 0.
+SPEC_SCHEMA = 2
 SECRET_KEYS_ENV = "PERRY_SECRET_ENV_KEYS"  # tells the entrypoint which keys go to the 0600 file
 # Env keys the module owns; users setting them would silently change the workspace's wiring.
 RESERVED_ENV = frozenset({"DOCKER_HOST", SECRET_KEYS_ENV})
@@ -43,6 +45,19 @@ RESERVED_LABEL_PREFIX = "perry.fleet."
 LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 PROTOCOLS = ("tcp", "udp")
 PORT_DIGITS_MARGIN = 32   # the spec label is checked before ports are chosen; their digits fit in this
+# env keys an image's entrypoint reads at container start (this image's, and Perry's clone variables): they stay in
+# the container's engine config and the spec, so changing one recreates (reason env). Every other env key is only
+# read by the workspace's shells, which load it from a file written in place (workspace_files.env_file).
+STARTUP_ENV = frozenset({"SSH_PUBLIC_KEY", "PERRY_DOCKERD_ARGS", "PERRY_DOCKERD_WAIT", "WORKSPACE_REPO_URL",
+                         "WORKSPACE_REPO_BRANCH"})
+
+
+def startup_env(env: dict) -> dict:
+    return {k: v for k, v in sorted((env or {}).items()) if k in STARTUP_ENV}
+
+
+def shell_env(env: dict) -> dict:
+    return {k: v for k, v in sorted((env or {}).items()) if k not in STARTUP_ENV}
 
 
 # ------------------------------------------------------------------------------------------ the options
@@ -119,9 +134,19 @@ WORKSPACE_OPTIONS = (
         "Workspace image, for example the one the P(perry.fleet.image#role) role builds (C(localhost/perry:latest)).",
         "Required unless O(state=absent). Its id is part of the spec, so a rebuilt image recreates the container.",)),
     Option("env", "dict", (
-        "Environment for the container (values are strings). C(DOCKER_HOST) is set through O(workspace_docker_host).",
-        "Each C(KEY=value) line may have at most 65535 bytes, and all values together at most about 65000 (they are "
-        "kept in the C(perry.fleet.spec) label); longer is refused before anything is created.",),
+        "Environment for the workspace user's shells (values are strings): written in place as "
+        "C(~/.config/perry/env.sh) (mode 0644, owned by the workspace user), which the image's login and interactive "
+        "shells load before C(secrets.env). Not in the container's engine config (which keeps only perry.fleet's own "
+        "variables) nor in the spec hash. C(DOCKER_HOST) is set through O(workspace_docker_host).",
+        "Exception: the keys an image's entrypoint reads at container start (C(SSH_PUBLIC_KEY), "
+        "C(PERRY_DOCKERD_ARGS), C(PERRY_DOCKERD_WAIT), C(WORKSPACE_REPO_URL), C(WORKSPACE_REPO_BRANCH)) stay in the "
+        "container's config and spec; changing one of them recreates the container.",
+        "Changing a value or a key is applied in the running container: no recreate, running processes keep their "
+        "environment and new shells see the new values. Removing every key leaves the last file in place; set a key "
+        "to an empty value instead. A container created by perry.fleet 0.1.0 keeps the env it was created with in its "
+        "engine config until something else recreates it; the file overrides those values and unsets removed keys "
+        "in its new shells.",
+        "Each C(KEY=value) line may have at most 65535 bytes; longer is refused before anything is created.",),
         default={}),
     Option("secret_env", "dict", (
         "Secret environment (API keys, tokens): written in place as C(~/.config/perry/secrets.env) (mode 0600, owned "
@@ -141,7 +166,11 @@ WORKSPACE_OPTIONS = (
     Option("privileged", "bool", (
         "Run privileged. Defaults to the runtime profile (V(true) for docker, V(false) for podman); V(true) is "
         "refused for podman.",)),
-    Option("memory", "str", ("Memory limit, for example V(4g).",)),
+    Option("memory", "str", (
+        "Memory limit, for example V(4g) (swap limit twice that, as the engines set it).",
+        "O(memory), O(cpus) and O(pids_limit) are changed in place with O(runtime=docker) (C(docker update): same "
+        "container, running processes keep going); unsetting O(memory) or O(cpus) there, and any change with "
+        "O(runtime=podman) (podman 4.3 cannot update a container's limits), recreates the container.",)),
     Option("cpus", "float", ("CPU limit, for example V(1.5).",)),
     Option("pids_limit", "int", ("Maximum number of processes in the container.",)),
     Option("ssh_port", "int", (
@@ -492,8 +521,9 @@ class WorkspaceSpec:
         return volume_names(self.name, self.profile)
 
     def container_env(self) -> dict:
-        """The environment the container gets (through a 0600 env file, never argv)."""
-        env = dict(self.env)   # secret_env is not here: it is a file written in place (workspace_files.secrets_file)
+        """The environment the container gets (through a 0600 env file, never argv): perry.fleet's own variables
+        only. env and secret_env are files written in place (workspace_files.env_file, secrets_file)."""
+        env = startup_env(self.env)
         if self.profile.forward_docker_host and self.docker_host:
             env["DOCKER_HOST"] = self.docker_host
         # The worker's token (worker_auth.py); not in the spec hash: it is a function of the name and the host key.
@@ -509,8 +539,8 @@ class WorkspaceSpec:
             "image_id": self.image_id,
             "runtime": self.profile.name,
             "privileged": self.privileged,
+            "env": startup_env(self.env),   # the rest is a file in place; {} is left out of the hash
             "hostname": self.name if self.profile.set_hostname else None,
-            "env": dict(sorted(self.env.items())),
             "docker_host": self.docker_host if self.profile.forward_docker_host else None,
             "volumes": self.volumes,
             "ports": {"ssh": self.ssh_port, "worker": self.worker_port, "bind_address": self.bind_address},
@@ -522,31 +552,82 @@ class WorkspaceSpec:
             out["ports"]["extra"] = [dict(p) for p in self.extra_ports]
         return out
 
-    def spec_hash(self) -> str:
-        """``v<SPEC_SCHEMA>:<sha256>`` over the public spec with unset values left out, so a new option whose default
-        is unset changes no existing workspace's hash; a change of meaning bumps SPEC_SCHEMA. Secrets are not in
-        it: they are applied in place, and an unsalted hash over them could be tested against guesses offline."""
-        return "v%d:%s" % (SPEC_SCHEMA, _digest(_without_unset({"public": self.public()})))
+    @property
+    def in_place_keys(self) -> tuple:
+        """Keys of public() that are applied to the existing container, so they are not in the spec hash."""
+        return ("resources",) if self.profile.update_resources else ()
 
-    def matches_hash(self, label: str | None) -> bool:
-        """Whether a container's spec-hash label describes this spec, in this schema or an older one."""
+    @staticmethod
+    def comparable(public: dict) -> dict:
+        """A public spec or a container's spec label with env reduced to what the container's config holds (a
+        schema-1 label holds all of it)."""
+        return dict(public, env=startup_env(public.get("env")))
+
+    def hashed(self, public: dict) -> dict:
+        """A public spec (this one's, or a container's spec label) without what is applied in place."""
+        return {k: v for k, v in self.comparable(public).items() if k not in self.in_place_keys}
+
+    def spec_hash(self) -> str:
+        """``v<SPEC_SCHEMA>:<sha256>`` over the public spec with unset values and what is applied in place (env,
+        secrets, resources where the runtime updates them) left out, so a new option whose default is unset changes
+        no existing workspace's hash; a change of meaning bumps SPEC_SCHEMA. Secrets are not in it: they are applied
+        in place, and an unsalted hash over them could be tested against guesses offline."""
+        return "v%d:%s" % (SPEC_SCHEMA, _digest(_without_unset({"public": self.hashed(self.public())})))
+
+    def matches_hash(self, label: str | None, before: dict | None = None) -> bool:
+        """Whether a container's spec-hash label describes this spec, in this schema or an older one.
+
+        ``before`` is that container's spec label. An older schema hashed what is now applied in place (env; the
+        resources where the runtime updates them): those values are taken from ``before``, so upgrading the
+        collection recreates nothing, and the in-place steps then bring them to what is wanted."""
         if not label:
             return False
         if label.startswith("v%d:" % SPEC_SCHEMA):
             return label == self.spec_hash()
+        old = dict(self.public(), env=dict(sorted(self.env.items())))
+        if isinstance(before, dict):
+            # the shell keys as the container was created (a file in place now), the startup keys as wanted
+            old["env"] = dict(sorted(dict(shell_env(before.get("env")), **startup_env(self.env)).items()))
+            old.update({k: before.get(k) for k in self.in_place_keys})
+        if label.startswith("v1:"):
+            return label == "v1:" + _digest(_without_unset({"public": old}))
         # Schema 0 (perry.fleet 0.1.0): a bare sha256 over the whole spec, unset values and secret values included
         # (its containers carry the secrets in their env, so a rotated secret still recreates them, once).
-        legacy = {"public": dict(self.public(), secret_env_keys=sorted(self.secret_env)),
+        legacy = {"public": dict(old, secret_env_keys=sorted(self.secret_env)),
                   "secret_env": dict(sorted(self.secret_env.items()))}
         return ":" not in label and label == _digest(legacy)
 
+    def resources_update(self, host_config: dict | None) -> list | None:
+        """``update`` arguments that bring the inspected container's limits (HostConfig) to the wanted ones: [] when
+        they match, None when the engine cannot do it in place (this runtime, or unsetting memory or cpus: docker's
+        update treats 0 as "leave as is")."""
+        hc = host_config or {}
+        memory = memory_bytes(self.memory) if self.memory else 0
+        nano = int(round(self.cpus * 1e9)) if self.cpus else 0
+        pids = int(self.pids_limit or 0)
+        current = {"memory": int(hc.get("Memory") or 0), "nano": int(hc.get("NanoCpus") or 0),
+                   "pids": max(int(hc.get("PidsLimit") or 0), 0)}   # -1 and 0 both mean unlimited
+        if (memory, nano, pids) == (current["memory"], current["nano"], current["pids"]):
+            return []
+        if not self.profile.update_resources or (current["memory"] and not memory) or (current["nano"] and not nano):
+            return None
+        args = []
+        if memory != current["memory"]:
+            args += ["--memory", str(memory), "--memory-swap", str(2 * memory)]   # what create gives
+        if nano != current["nano"]:
+            args += ["--cpus", "%g" % self.cpus]
+        if pids != current["pids"]:
+            args += ["--pids-limit", str(pids or -1)]
+        return args
+
     def check_engine_files(self) -> None:
         """Refuse (before anything is created) an env or label line longer than the engines' files carry."""
-        for key, value in self.container_env().items():
+        for key, value in dict(self.env, **self.container_env()).items():
             size = len(("%s=%s" % (key, value)).encode())
-            if size > MAX_KV_LINE:
-                raise SpecError("env %s of workspace %s is %d bytes as an env-file line; docker and podman read at most "
-                                "%d: put large values in a file (the files option) instead" % (key, self.name, size, MAX_KV_LINE))
+            if size > MAX_KV_LINE:   # env: one line of its shell file, bounded like the engines' env files
+                raise SpecError("env %s of workspace %s is %d bytes as a KEY=value line; the engines' env files and "
+                                "perry.fleet's env.sh read at most %d: put large values in a file (the files option) "
+                                "instead" % (key, self.name, size, MAX_KV_LINE))
         for key, value in self.secret_env.items():
             size = len(("%s=%s" % (key, value)).encode())
             if size > MAX_KV_LINE:   # one shell line of the secrets file; a bound like env's, for the same reason
@@ -560,8 +641,8 @@ class WorkspaceSpec:
                                 "most %d" % (key, self.name, size, MAX_KV_LINE))
         size = len(("%s=%s" % (layout.LABEL_SPEC, self.labels()[layout.LABEL_SPEC])).encode()) + PORT_DIGITS_MARGIN
         if size > MAX_KV_LINE:
-            raise SpecError("the env values of workspace %s make its %s label about %d bytes; docker and podman read at "
-                            "most %d per label line: move large values to secret_env or to a file (the files option)"
+            raise SpecError("the spec of workspace %s makes its %s label about %d bytes; docker and podman read at "
+                            "most %d per label line: use fewer or shorter labels and ports"
                             % (self.name, layout.LABEL_SPEC, size, MAX_KV_LINE))
 
     def labels(self) -> dict:
@@ -625,13 +706,40 @@ def spec_from_labels(labels) -> dict | None:
         return None
 
 
-def recreate_reasons(before: dict | None, changed_after: dict) -> list:
-    """Why an existing container must be recreated, in the spec's own key names."""
+def recreate_reasons(before: dict | None, spec: "WorkspaceSpec", forced: tuple = ()) -> list:
+    """Why an existing container must be recreated, in the spec's own key names: what differs outside what is
+    applied in place, and ``forced`` (resources the engine cannot change in place)."""
     if before is None:
         return ["not created by perry.fleet (adopted)"]
+    after = changed_keys(spec.hashed(before), spec.hashed(spec.public()))[1]
     # A 0.1.0 container's label lists secret_env_keys: its secrets live in its engine config, so a rotation recreates.
-    reasons = sorted({"secret_env" if k == "secret_env_keys" else k for k in changed_after})
+    reasons = sorted({"secret_env" if k == "secret_env_keys" else k for k in after} | set(forced))
     return reasons or ["spec hash (a changed secret_env of a perry.fleet 0.1.0 container, or a label edited by hand)"]
+
+
+def memory_bytes(text: str) -> int:
+    """A memory option (MEMORY_RE) in bytes, with the engines' 1024-based units."""
+    text = str(text).lower()
+    unit = text[-1] if text[-1] in "bkmg" else "b"
+    return int(text.rstrip("bkmg")) * 1024 ** "bkmg".index(unit)
+
+
+def memory_text(count: int) -> str | None:
+    """Bytes as the memory option writes them (the largest unit that divides them), for diffs."""
+    if not count:
+        return None
+    for power, unit in ((3, "g"), (2, "m"), (1, "k")):
+        if count % 1024 ** power == 0:
+            return "%d%s" % (count // 1024 ** power, unit)
+    return "%db" % count
+
+
+def inspected_resources(host_config: dict | None) -> dict:
+    """The container's limits (inspect's HostConfig) in the spec's form, for diffs."""
+    hc = host_config or {}
+    return {"memory": memory_text(int(hc.get("Memory") or 0)),
+            "cpus": (int(hc.get("NanoCpus") or 0) / 1e9) or None,
+            "pids_limit": max(int(hc.get("PidsLimit") or 0), 0) or None}
 
 
 def changed_keys(before: dict | None, after: dict) -> tuple:

@@ -17,8 +17,10 @@ description:
     comes from one runtime profile table; the profile applied is returned.
   - Idempotent from one batched C(inspect) of all containers and images named in the task. The desired spec,
     image id included, is hashed into a label; a different hash recreates the container and keeps its volumes,
-    so home data survives image upgrades. A recreate renames the old container aside and removes it only once
-    the new one exists, so a failed create puts it back, with its ports.
+    so home data survives image upgrades. What is applied in place is not in the hash (O(env) and O(secret_env)
+    as files the image's shells load, O(files), the worker, and with O(runtime=docker) the limits, compared with
+    the inspected C(HostConfig) and changed with C(docker update)). A recreate renames the old container aside
+    and removes it only once the new one exists, so a failed create puts it back, with its ports.
   - Volumes are labelled with their workspace and role (C(workspace.name), C(perry.fleet.volume-role) V(home) or
     V(docker)). A volume whose labels name another workspace or role is never mounted or removed (Perry's names
     collide, the DinD volume of C(x) is C(workspace-x-docker), the home of a workspace C(x-docker)); an unlabelled
@@ -179,8 +181,9 @@ workspaces:
     recreate_reasons:
       description:
         - Why the container is (or in check mode would be) recreated, in the spec's key names (C(image_id),
-          C(env), C(ports), C(resources), ...). Only what the engine cannot change in place recreates; files and
-          O(workspaces[].secret_env) are applied in the running container.
+          C(ports), C(labels), C(resources), ...). Only what the engine cannot change in place recreates; files,
+          O(env), O(secret_env) and the worker are applied in the running container, and with O(runtime=docker)
+          the limits (O(memory), O(cpus), O(pids_limit)) too (action C(update_resources)).
       type: list
       elements: str
       returned: when the container is recreated

@@ -366,8 +366,8 @@ CASES += [
     Case("workspace-workspaces-same-ssh_port", _W, "ssh_port", "port-taken",
          {"workspaces": [{"name": "$Pa", "ssh_port": 2398}, {"name": "$Pb", "ssh_port": 2398}]}, "asked for by both"),
     Case("workspace-env-line-too-long", _W, "env", "too-long", _ws(env={"BIG": "x" * 70000}), "read at most 65535"),
-    Case("workspace-env-label-too-long", _W, "env", "too-long", _ws(env={"A%d" % i: "y" * 9000 for i in range(8)}),
-         "label about"),
+    Case("workspace-labels-label-too-long", _W, "labels", "too-long",
+         _ws(labels={"a%d" % i: "y" * 9000 for i in range(8)}), "label about"),
     Case("workspace-secret_env-line-too-long", _W, "secret_env", "too-long", _ws(secret_env={"BIG": "s" * 70000}),
          "takes at most 65535"),
 ]

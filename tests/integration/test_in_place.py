@@ -48,7 +48,7 @@ def test_a_rotated_secret_and_an_edited_file_keep_the_container_and_its_agent(to
                                          files=[{"dest": "~/.inplace.conf", "content": "v2\n"}]), topology))
     w = rotated["workspaces"][0]
     assert rotated["changed"] and w["container_id"] == first["container_id"], w
-    assert w["actions"] == ["place 2 file(s)"] and "recreate_reasons" not in w, w
+    assert w["actions"] == ["place 3 file(s)"] and "recreate_reasons" not in w, w   # env.sh, secrets.env, the file
     assert agent_pid(topology, cname) == pid, "the running process did not survive the rotation"
     assert login_shell(topology, cname, 'echo "$AGENT_TOKEN|$SECOND_KEY"; cat ~/.inplace.conf') == two + "|k2 it's\nv2"
     mode = topology.cli("exec", cname, "stat", "-c", "%a %U", "/home/workspace/.config/perry/secrets.env").stdout.split()
@@ -65,8 +65,59 @@ def test_a_rotated_secret_and_an_edited_file_keep_the_container_and_its_agent(to
     ok(run_module(MODULE, dict(base, state="restarted", secret_env={"AGENT_TOKEN": two, "SECOND_KEY": "k2 it's"}),
                   topology))
     assert login_shell(topology, cname, 'echo "$AGENT_TOKEN"') == two
+    topology.cli("exec", "-d", "-u", "workspace", cname, "sleep", "86399")   # the restart ended the first one
+    pid = agent_pid(topology, cname)
+    assert pid, "the stand-in agent did not start"
 
-    # what the engine cannot change in place still recreates, and says why
-    env_change = ok(run_module(MODULE, dict(base, env={"PLAIN_SETTING": "changed"},
+    # an env change is a file in place too: same container, the agent keeps going, new shells see the value, and
+    # the engine's config never carries it
+    env_change = ok(run_module(MODULE, dict(base, env={"PLAIN_SETTING": "changed " + prefix},
                                             secret_env={"AGENT_TOKEN": two}), topology))["workspaces"][0]
-    assert "recreate" in env_change["actions"] and env_change["recreate_reasons"] == ["env"], env_change
+    assert env_change["container_id"] == first["container_id"], env_change
+    assert env_change["actions"] == ["place 2 file(s)"] and "recreate_reasons" not in env_change, env_change
+    assert agent_pid(topology, cname) == pid, "the running process did not survive the env change"
+    assert login_shell(topology, cname, 'echo "$PLAIN_SETTING|$AGENT_TOKEN"') == "changed " + prefix + "|" + two
+    assert "changed " + prefix not in topology.cli("inspect", cname).stdout
+    mode = topology.cli("exec", cname, "stat", "-c", "%a %U", "/home/workspace/.config/perry/env.sh").stdout.split()
+    assert mode == ["644", "workspace"]
+
+
+@pytest.mark.parametrize("topology", ["podman-rootful", "podman-rootless", "docker"], indirect=True)
+def test_limits_are_updated_in_place_on_docker_and_recreate_on_podman(topology, workspace_image, prefix):
+    name = prefix + "limits"
+    cname = "workspace-" + name
+    base = {"name": name, "image": workspace_image, "memory": "256m", "cpus": 1.0, "pids_limit": 300}
+    first = ok(run_module(MODULE, base, topology))["workspaces"][0]
+    topology.cli("exec", "-d", "-u", "workspace", cname, "sleep", "86399")
+    pid = agent_pid(topology, cname)
+    assert pid, "the stand-in agent did not start"
+    more = dict(base, memory="512m", cpus=1.5, pids_limit=400)
+
+    checked = ok(run_module(MODULE, more, topology, check=True, diff=True))
+    check = checked["workspaces"][0]
+    if topology.runtime == "docker":
+        assert check["actions"] == ["update_resources"], check
+        assert checked["diff"]["before"][name] == {"resources": {"memory": "256m", "cpus": 1.0, "pids_limit": 300}}
+        assert checked["diff"]["after"][name] == {"resources": {"memory": "512m", "cpus": 1.5, "pids_limit": 400}}
+    else:
+        assert "recreate" in check["actions"] and check["recreate_reasons"] == ["resources"], check
+    # rootless podman on this host's cgroup v1 accepts limits and ignores them (inspect shows 0): nothing to read
+    limits_shown = not topology.become_user
+    host_config = json.loads(topology.cli("inspect", cname).stdout)[0]["HostConfig"]
+    if limits_shown:
+        assert host_config["Memory"] == 256 * 1024 ** 2, "check mode changed the container"
+
+    done = ok(run_module(MODULE, more, topology))["workspaces"][0]
+    host_config = json.loads(topology.cli("inspect", cname).stdout)[0]["HostConfig"]
+    if limits_shown:
+        assert (host_config["Memory"], host_config["NanoCpus"], host_config["PidsLimit"]) == (
+            512 * 1024 ** 2, 1500000000, 400), host_config
+    if topology.runtime == "docker":
+        assert done["container_id"] == first["container_id"] and done["actions"] == ["update_resources"], done
+        assert "recreate_reasons" not in done
+        assert agent_pid(topology, cname) == pid, "the running process did not survive the update"
+    else:
+        # podman 4.3 cannot: `podman update` fails (rc 125) or leaves HostConfig as it was, so the module recreates
+        assert done["container_id"] != first["container_id"] and done["recreate_reasons"] == ["resources"], done
+    again = ok(run_module(MODULE, more, topology))
+    assert not again["changed"], again["workspaces"][0]["actions"]

@@ -1,7 +1,13 @@
 # shellcheck shell=sh disable=SC1091
-# perry.fleet: secret environment for the workspace user (written 0600 by perry_workspace in place; never in /etc/environment).
-if [ -r "$HOME/.config/perry/secrets.env" ] && [ "$(id -u)" = "$(id -u workspace 2>/dev/null)" ]; then
-  set -a
-  . "$HOME/.config/perry/secrets.env"
-  set +a
+# perry.fleet: the workspace user's environment, written in place by perry_workspace (never in /etc/environment):
+# env.sh (0644, the `env` option) first, then secrets.env (0600, `secret_env`), so a secret wins over a plain value.
+if [ "$(id -u)" = "$(id -u workspace 2>/dev/null)" ]; then
+  for perry_env_file in "$HOME/.config/perry/env.sh" "$HOME/.config/perry/secrets.env"; do
+    if [ -r "$perry_env_file" ]; then
+      set -a
+      . "$perry_env_file"
+      set +a
+    fi
+  done
+  unset perry_env_file
 fi

@@ -86,6 +86,9 @@ class FakeEngine(EngineVerbs):
         elif verb == "volume" and args[1] == "rm":
             self.volumes.discard(args[-1])
             self.volume_labels.pop(args[-1], None)
+        elif verb == "update":   # docker's: the limits in HostConfig; 0 leaves a value as it is
+            hc = self.containers[args[-1]]["HostConfig"]
+            hc.update({k: v for k, v in _limits(args).items() if v or k == "PidsLimit"})
         elif verb == "pull":
             raise EngineError("pull failed", cmd=self.describe(args), rc=1, stderr="no registry")
         return Result(0, "", "", 0.0)
@@ -111,7 +114,22 @@ class FakeEngine(EngineVerbs):
         self.containers[name] = {
             "Id": cid, "Name": "/" + name, "Image": image["Id"], "State": {"Running": False},
             "Config": {"Labels": files["--label-file"], "Env": ["%s=%s" % kv for kv in files["--env-file"].items()]},
-            "HostConfig": {"PortBindings": bindings, "Privileged": "--privileged" in args},
+            "HostConfig": dict({"PortBindings": bindings, "Privileged": "--privileged" in args}, **_limits(args)),
             "NetworkSettings": {"Ports": {}}, "Mounts": mounts,
         }
         return cid
+
+
+def _limits(args) -> dict:
+    """HostConfig's Memory/MemorySwap/NanoCpus/PidsLimit as docker sets them from create or update flags."""
+    from ansible_collections.perry.fleet.plugins.module_utils.workspace_spec import memory_bytes
+    flags = dict(zip(args, args[1:]))
+    out = {}
+    if "--memory" in flags:
+        out["Memory"] = memory_bytes(flags["--memory"])
+        out["MemorySwap"] = memory_bytes(flags["--memory-swap"]) if "--memory-swap" in flags else 2 * out["Memory"]
+    if "--cpus" in flags:
+        out["NanoCpus"] = int(round(float(flags["--cpus"]) * 1e9))
+    if "--pids-limit" in flags:
+        out["PidsLimit"] = max(int(flags["--pids-limit"]), 0)
+    return out

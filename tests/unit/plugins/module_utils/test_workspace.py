@@ -67,11 +67,64 @@ def test_image_change_recreates_keeps_volumes_and_ports():
     assert "workspace-alice" in eng.volumes
 
 
-def test_env_change_recreates_and_diff_shows_only_changed_keys():
+def test_env_change_is_a_file_in_place_not_a_recreate():
     eng = FakeEngine()
-    converge(eng, name="alice", env={"A": "1"})
-    res = converge(eng, name="alice", env={"A": "2"}).results
-    assert res[0]["diff"]["before"] == {"env": {"A": "1"}} and res[0]["diff"]["after"] == {"env": {"A": "2"}}
+    first = converge(eng, name="alice", env={"A": "1"}).results[0]
+    assert "A" not in eng.files_seen["workspace-alice"]["--env-file"]   # not in the engine's config
+    res = converge(eng, name="alice", env={"A": "2", "B": "x y"}).results[0]
+    assert res["container_id"] == first["container_id"] and res["actions"] == ["place 1 file(s)"]
+    assert "recreate_reasons" not in res and "A=2\nB='x y'\n" in _placed(eng)
+
+
+def test_diff_shows_only_changed_keys():
+    eng = FakeEngine()
+    converge(eng, name="alice", labels={"a": "1"})
+    res = converge(eng, name="alice", labels={"a": "2"}).results
+    assert res[0]["diff"]["before"] == {"labels": {"a": "1"}} and res[0]["diff"]["after"] == {"labels": {"a": "2"}}
+
+
+def _old_container(eng, name, env, runtime="docker", **kw):
+    """Make workspace-<name> look created by a release whose schema-1 label hashed env and carried it in Config.Env."""
+    c = eng.containers[layout.container_name(name)]
+    label = dict(ws.spec_from_labels(c["Config"]["Labels"]), env=env)
+    c["Config"]["Labels"][layout.LABEL_SPEC] = __import__("json").dumps(label)
+    c["Config"]["Labels"][layout.LABEL_SPEC_HASH] = "v1:" + ws._digest(ws._without_unset({"public": label}))
+    c["Config"]["Env"] += ["%s=%s" % kv for kv in env.items()]
+
+
+def test_an_old_container_carrying_env_is_not_recreated_by_the_upgrade():
+    eng = FakeEngine()
+    first = converge(eng, runtime="docker", name="alice", memory="1g").results[0]
+    _old_container(eng, "alice", {"A": "1", "GONE": "x"})
+    res = converge(eng, runtime="docker", name="alice", memory="1g", env={"A": "1"}).results[0]
+    assert res["container_id"] == first["container_id"] and res["actions"] == ["place 1 file(s)"], res
+    assert "unset GONE\nA=1\n" in _placed(eng)
+    assert res["diff"] == {"before": {}, "after": {}} or "env" not in res["diff"]["after"]
+
+
+def test_docker_limits_are_updated_in_place_and_podman_recreates():
+    eng = FakeEngine()
+    first = converge(eng, runtime="docker", name="alice", memory="1g", cpus=1.0).results[0]
+    eng.commands.clear()
+    check = converge(eng, runtime="docker", check=True, name="alice", memory="2g", cpus=1.0, pids_limit=50).results[0]
+    assert check["actions"] == ["update_resources"] and not [c for c in eng.commands if "update" in c["cmd"]]
+    assert check["diff"] == {"before": {"resources": {"memory": "1g", "cpus": 1.0, "pids_limit": None}},
+                             "after": {"resources": {"memory": "2g", "cpus": 1.0, "pids_limit": 50}}}
+    res = converge(eng, runtime="docker", name="alice", memory="2g", cpus=1.0, pids_limit=50).results[0]
+    assert res["container_id"] == first["container_id"] and res["actions"] == ["update_resources"]
+    assert "recreate_reasons" not in res and res["spec_hash"] == first["spec_hash"]
+    hc = eng.containers["workspace-alice"]["HostConfig"]
+    assert (hc["Memory"], hc["NanoCpus"], hc["PidsLimit"]) == (2 * 1024 ** 3, 1000000000, 50)
+    eng.commands.clear()
+    again = converge(eng, runtime="docker", name="alice", memory="2g", cpus=1.0, pids_limit=50).results[0]
+    assert again["actions"] == [] and len(eng.commands) == 1   # compared from the one inspect
+    unset = converge(eng, runtime="docker", name="alice", cpus=1.0, pids_limit=50).results[0]
+    assert "recreate" in unset["actions"] and unset["recreate_reasons"] == ["resources"]
+
+    eng = FakeEngine()
+    converge(eng, name="bob", memory="1g")
+    res = converge(eng, name="bob", memory="2g").results[0]
+    assert "recreate" in res["actions"] and res["recreate_reasons"] == ["resources"]
 
 
 def _placed(eng) -> str:
@@ -87,10 +140,10 @@ def test_secrets_are_a_file_in_the_workspace_never_engine_config_or_results():
     res = converge(eng, name="alice", secret_env={"TOKEN": "s3cret"}, env={"PLAIN": "v"}).results
     files = eng.files_seen["workspace-alice"]
     assert "TOKEN" not in files["--env-file"] and ws.SECRET_KEYS_ENV not in files["--env-file"]
-    assert files["--env-file"]["PLAIN"] == "v"
+    assert "PLAIN" not in files["--env-file"] and "PLAIN=v" in _placed(eng)
     assert "s3cret" not in repr(res) and "s3cret" not in repr(eng.commands) and "s3cret" not in repr(files)
     assert "\nTOKEN=s3cret\n" in _placed(eng)   # on the exec's stdin, written as the workspace user
-    assert "place 1 file(s)" in res[0]["actions"]
+    assert "place 2 file(s)" in res[0]["actions"]
 
 
 def test_a_rotated_secret_is_placed_in_place_without_recreate():
@@ -104,9 +157,9 @@ def test_a_rotated_secret_is_placed_in_place_without_recreate():
 
 def test_recreate_says_which_keys_forced_it():
     eng = FakeEngine(images=(IMAGE, "localhost/perry:v2"))
-    converge(eng, name="alice", env={"A": "1"})
-    res = converge(eng, name="alice", image="localhost/perry:v2", env={"A": "2"}).results[0]
-    assert res["recreate_reasons"] == ["env", "image", "image_id"]
+    converge(eng, name="alice", env={"A": "1"}, labels={"x": "1"})
+    res = converge(eng, name="alice", image="localhost/perry:v2", env={"A": "2"}, labels={"x": "2"}).results[0]
+    assert res["recreate_reasons"] == ["image", "image_id", "labels"]
 
 
 def test_check_mode_changes_nothing_and_says_what_it_would_do():
@@ -309,10 +362,10 @@ def test_a_failed_recreate_puts_the_old_container_back():
         raise EngineError("create failed", rc=125)
     eng._create = failing
     with pytest.raises(EngineError, match="create failed"):
-        converge(eng, name="r", env={"A": "1"})
+        converge(eng, name="r", labels={"a": "1"})
     assert eng.containers["workspace-r"]["Id"] == old_id and list(eng.containers) == ["workspace-r"]
     eng._create = real_create
-    res = converge(eng, name="r", env={"A": "1"}).results
+    res = converge(eng, name="r", labels={"a": "1"}).results
     assert res[0]["actions"][0] == "recreate" and list(eng.containers) == ["workspace-r"]
 
 
@@ -325,7 +378,7 @@ def test_env_files_are_memfds_never_files_on_disk():
 
 @pytest.mark.parametrize("kw,fragment", [
     (dict(secret_env={"BIG": "x" * 70000}), "takes at most 65535"),
-    (dict(env={"A%d" % i: "y" * 9000 for i in range(8)}), "label about"),
+    (dict(labels={"a%d" % i: "y" * 9000 for i in range(8)}), "label about"),
     (dict(workspaces=[{"name": "a", "ssh_port": 2250}, {"name": "b", "ssh_port": 2250}]), "asked for by both"),
 ])
 def test_refused_before_any_volume_or_container(kw, fragment):

@@ -16,15 +16,25 @@ from ansible_collections.perry.fleet.plugins.module_utils.workspace import Setti
 from .fake_engine import FakeEngine
 from .test_workspace import IMAGE, converge, params
 
-# spec_hash() and the schema-0 digest of two fixed specs. The schema-0 digests were computed with perry.fleet 0.1.0's
-# formula before these options existed (commit fd2acd1); the v1 hashes after secrets left the hash (secrets in
-# place; v1 was never released). Changing them means every existing workspace is recreated on upgrade.
+# spec_hash() of two fixed specs, then the labels older releases gave them. The schema-0 digests were computed with
+# perry.fleet 0.1.0's formula before these options existed (commit fd2acd1); the v1 hashes after secrets left the
+# hash (v1 was never released); v2 after env (and docker's resources) left it. An old label must keep matching:
+# otherwise every existing workspace is recreated on upgrade.
 PINNED = {
+    "docker": "v2:3b04767f80cccca2274a41812b9b8c67c33ce74cc8488adbefe1e8c20e6ae9b4",
+    "podman": "v2:4048b81b0db6b942eefcecd7764c45dd6e31a57f37564f0595b83fa3aeaabfda",
+}
+LEGACY = {
     "docker": ("v1:05930b47fd1a8771b9c693a053eae7e8000a83c47a51cf9f3acee8984cfb2175",
                "cebfc3c996c4e9ba554bcce876c372d3fa0ab01656bbd493d07504eae30afef7"),
     "podman": ("v1:554be5be48c644b5600242c45f513c2b5ae3280f894c8e6894185118e45f6a9a",
                "a6baec8ab8ca98860cef9b68b38532b25e66476a3e5ad20487a6d3d142553a15"),
 }
+
+
+def legacy_label(s):
+    """The spec label a container of schema 0 or 1 carries: the public spec with its env."""
+    return dict(s.public(), env=dict(s.env))
 
 
 def fixed_spec(runtime, **kw):
@@ -45,8 +55,16 @@ def no_real_port_probe(monkeypatch):
 @pytest.mark.parametrize("runtime", ["docker", "podman"])
 def test_hash_of_a_workspace_without_the_new_options_is_unchanged(runtime):
     s = fixed_spec(runtime)
-    assert s.spec_hash() == PINNED[runtime][0]
-    assert s.matches_hash(PINNED[runtime][1])          # a 0.1.0 (schema 0) label still matches
+    assert s.spec_hash() == PINNED[runtime]
+    for old in LEGACY[runtime]:                        # v1 and 0.1.0 (schema 0) labels still match
+        assert s.matches_hash(old, legacy_label(s))
+        assert s.matches_hash(old)                     # without a readable spec label: the spec's own values
+    # env is applied in place now: a changed env still matches the old label (the file brings it in step)...
+    assert fixed_spec(runtime, env={"A": "2"}).matches_hash(LEGACY[runtime][0], legacy_label(s))
+    # ...and so are docker's limits (the label holds the ones created with; HostConfig is compared next)
+    changed = fixed_spec(runtime, memory="2g")
+    assert changed.matches_hash(LEGACY[runtime][0], legacy_label(s)) == (runtime == "docker")
+    assert not fixed_spec(runtime, image_id="def").matches_hash(LEGACY[runtime][0], legacy_label(s))
     assert "labels" not in s.public() and "extra" not in s.public()["ports"]
 
 
@@ -208,3 +226,10 @@ def test_pull_always_of_a_local_only_image_fails_with_advice():
 def test_every_new_option_is_in_the_entry_keys():
     assert {"labels", "ports", "workspace_docker_host"} <= set(ws.ITEM_OPTIONS)
     assert ws.ITEM_ALIASES == {"docker_host": "workspace_docker_host"}
+
+
+@pytest.mark.parametrize("runtime", ["docker", "podman"])
+def test_env_and_dockers_limits_are_not_in_the_hash(runtime):
+    h = fixed_spec(runtime).spec_hash()
+    assert fixed_spec(runtime, env={"B": "2"}).spec_hash() == h
+    assert (fixed_spec(runtime, memory="2g", cpus=2.0, pids_limit=7).spec_hash() == h) == (runtime == "docker")

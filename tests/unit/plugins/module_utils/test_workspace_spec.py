@@ -143,10 +143,63 @@ def test_hash_is_schema_versioned_and_ignores_unset_values():
 def test_hash_of_the_previous_schema_still_matches():
     s = spec(secret_env={"T": "1"})
     # perry.fleet 0.1.0 labels: bare sha256, unset values, secret keys and values included
-    legacy = ws._digest({"public": dict(s.public(), secret_env_keys=["T"]), "secret_env": {"T": "1"}})
+    legacy = ws._digest({"public": dict(s.public(), env={}, secret_env_keys=["T"]), "secret_env": {"T": "1"}})
     assert s.matches_hash(legacy)
     assert not spec(secret_env={"T": "2"}).matches_hash(legacy)   # its secrets are in its env: rotating recreates
     assert s.matches_hash(s.spec_hash())
     assert not s.matches_hash(spec(image_id="def").spec_hash())
     assert not s.matches_hash(None)
     assert not s.matches_hash("v99:" + s.spec_hash().split(":")[1])
+
+
+def test_memory_units_are_the_engines_1024_based_ones():
+    assert ws.memory_bytes("4g") == 4 * 1024 ** 3 and ws.memory_bytes("512M") == 512 * 1024 ** 2
+    assert ws.memory_bytes("100") == 100 and ws.memory_bytes("3k") == 3072
+    assert ws.memory_text(4 * 1024 ** 3) == "4g" and ws.memory_text(1536 * 1024 ** 2) == "1536m"
+    assert ws.memory_text(0) is None and ws.memory_text(1000) == "1000b"
+
+
+def test_resources_update_compares_hostconfig_and_knows_what_docker_cannot_do():
+    hc = {"Memory": 1024 ** 3, "MemorySwap": 2 * 1024 ** 3, "NanoCpus": 1500000000, "PidsLimit": 100}
+    assert spec(memory="1g", cpus=1.5, pids_limit=100).resources_update(hc) == []
+    assert spec(memory="2g", cpus=1.5, pids_limit=100).resources_update(hc) == [
+        "--memory", str(2 * 1024 ** 3), "--memory-swap", str(4 * 1024 ** 3)]
+    assert spec(memory="1g", cpus=2.0, pids_limit=None).resources_update(hc) == ["--cpus", "2", "--pids-limit", "-1"]
+    assert spec(memory="1g", cpus=1.5, pids_limit=100).resources_update(dict(hc, PidsLimit=-1)) == ["--pids-limit", "100"]
+    assert spec(memory=None, cpus=1.5, pids_limit=100).resources_update(hc) is None   # docker cannot unset memory
+    assert spec(memory="1g", cpus=None, pids_limit=100).resources_update(hc) is None  # nor cpus
+    assert spec().resources_update({"PidsLimit": 0}) == [] and spec().resources_update(None) == []
+    # podman cannot update in place at all (see RuntimeProfile.update_resources)
+    assert spec("podman", memory="2g").resources_update(hc) is None
+    assert spec("podman", memory="1g", cpus=1.5, pids_limit=100).resources_update(hc) == []
+
+
+def test_recreate_reasons_leave_out_what_is_applied_in_place():
+    old = spec(memory="1g")
+    label = dict(old.public(), env={"A": "1"})            # a schema-1 label still carries env
+    assert ws.recreate_reasons(label, spec(memory="2g", image_id="def")) == ["image_id"]
+    assert ws.recreate_reasons(label, spec(memory=None), forced=("resources",)) == ["resources"]
+    podman = spec("podman", memory="1g")
+    assert ws.recreate_reasons(podman.public(), spec("podman", memory="2g")) == ["resources"]
+
+
+def test_env_is_a_shell_file_and_unsets_what_an_old_container_still_carries():
+    f = files_mod.env_file({"B": "it's $x", "A": ""}, unset={"OLD": "1", "A": "0"})
+    assert f.dest == layout.ENV_FILE and f.mode == "0644"
+    assert f.content.decode().splitlines()[1:] == ["unset OLD", "A=''", "B='it'\"'\"'s $x'"]
+    assert "A" not in spec(env={"A": "1"}).container_env() and spec(env={"A": "1"}).public()["env"] == {}
+    assert spec(env={"A": "1"}).spec_hash() == spec().spec_hash()
+
+
+def test_keys_the_entrypoint_reads_at_start_stay_in_the_container_and_recreate():
+    key = {"SSH_PUBLIC_KEY": "ssh-ed25519 AAAA x"}
+    s = spec(env=dict(key, A="1"))
+    assert s.container_env()["SSH_PUBLIC_KEY"] == key["SSH_PUBLIC_KEY"] and "A" not in s.container_env()
+    assert s.public()["env"] == key and s.spec_hash() != spec().spec_hash()
+    other = spec(env={"SSH_PUBLIC_KEY": "ssh-ed25519 BBBB y", "A": "1"})
+    assert ws.recreate_reasons(s.public(), other) == ["env"]
+    # an old (schema 1) label with every env key: a changed startup key still does not match, a shell key does
+    label = dict(s.public(), env=dict(key, A="1"))
+    v1 = "v1:" + ws._digest(ws._without_unset({"public": label}))
+    assert spec(env=dict(key, A="2")).matches_hash(v1, label)
+    assert not other.matches_hash(v1, label)
