@@ -6,6 +6,10 @@ is in the engine's config (inspect) at any point.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+import time
 
 import pytest
 
@@ -121,3 +125,34 @@ def test_limits_are_updated_in_place_on_docker_and_recreate_on_podman(topology, 
         assert done["container_id"] != first["container_id"] and done["recreate_reasons"] == ["resources"], done
     again = ok(run_module(MODULE, more, topology))
     assert not again["changed"], again["workspaces"][0]["actions"]
+
+
+@pytest.mark.parametrize("topology", ["podman-rootful", "podman-rootless", "docker"], indirect=True)
+def test_a_worker_upgrade_keeps_the_container_and_a_running_process(topology, workspace_image, prefix, worker_artifacts):
+    """A new worker release (same dist with changed content) is synced into the running container and restarted
+    there; the container and a process started in it (an agent mid-task) stay, and the new worker answers."""
+    name = prefix + "wup"
+    cname = "workspace-" + name
+    release = tempfile.mkdtemp(prefix="perry-worker-release-", dir="/var/tmp")  # readable by the rootless user
+    try:
+        os.chmod(release, 0o755)
+        new = os.path.join(release, "dist")
+        shutil.copytree(worker_artifacts["dist"], new)
+        with open(os.path.join(new, "cli.js"), "a") as fh:
+            fh.write("\n// perry.fleet test: another worker release\n")
+        base = {"name": name, "image": workspace_image}
+        ok(run_module(MODULE, dict(base, worker_source=worker_artifacts["dist"]), topology))
+        cid = topology.inspect(cname)["Id"]
+        topology.cli("exec", "-d", "-u", "workspace", cname, "sleep", "86396")
+        time.sleep(0.5)
+        pid = topology.cli("exec", cname, "sh", "-c", "pgrep -fx 'sleep 86396' || true").stdout.split()
+        assert pid, "the stand-in agent did not start"
+        upgraded = ok(run_module(MODULE, dict(base, worker_source=new), topology))
+        w = upgraded["workspaces"][0]
+        assert w["worker"]["changed"] and not any(a.startswith("recreate") for a in w["actions"]), w
+        assert topology.inspect(cname)["Id"] == cid
+        assert topology.cli("exec", cname, "sh", "-c", "pgrep -fx 'sleep 86396' || true").stdout.split() == pid
+        health = ok(run_module("perry.fleet.perry_worker_health", {"name": name, "timeout": 60}, topology))
+        assert health["workspaces"][0]["healthy"], health
+    finally:
+        shutil.rmtree(release, ignore_errors=True)
