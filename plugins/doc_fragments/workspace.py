@@ -47,9 +47,10 @@ options:
       C(WORKSPACE_REPO_URL), C(WORKSPACE_REPO_BRANCH)) stay in the container''s config and spec; changing one of them recreates
       the container.'
     - 'Changing a value or a key is applied in the running container: no recreate, running processes keep their environment
-      and new shells see the new values. Removing every key leaves the last file in place; set a key to an empty value instead.
-      A container created by perry.fleet 0.1.0 keeps the env it was created with in its engine config until something else
-      recreates it; the file overrides those values and unsets removed keys in its new shells.'
+      and new shells see the new values (a workspace that is not running gets the file from the first run that finds it
+      running, such as O(state=started)). Removing every key leaves the last file in place; set a key to an empty value
+      instead. A container created by perry.fleet 0.1.0 keeps the env it was created with in its engine config until something
+      else recreates it; the file overrides those values and unsets removed keys in its new shells.'
     - Each C(KEY=value) line may have at most 65535 bytes; longer is refused before anything is created.
     type: dict
     default: {}
