@@ -9,7 +9,6 @@ The plain test image has no agents (build_workspace_image), so pi starts missing
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
@@ -17,9 +16,8 @@ import pytest
 from topology import run_module
 
 MODULE = "perry.fleet.perry_agent_install"
-# Each topology downloads and installs pi three times (about two minutes); rootless podman passed the same test
-# (2026-12-02) and runs with PERRY_TEST_AGENTS_ROOTLESS=1, as in test_agents.py.
-TOPOLOGY_NAMES = ["podman-rootful", "docker"] + (["podman-rootless"] if os.environ.get("PERRY_TEST_AGENTS_ROOTLESS") == "1" else [])
+# Each topology downloads and installs pi three times (about two minutes each).
+TOPOLOGY_NAMES = ["podman-rootful", "podman-rootless", "docker"]
 PI = {  # the registry's dist.integrity of @mariozechner/pi-coding-agent at each version
     "0.73.1": "sha512-gXQh3SaZmWTfVMc4Ao5+LGbVeKvzyO7tolok0nLsZgq9nGjZx/EEU3NM8C+qUnB4Nvs2rswG5qOVgLzQkq0fHQ==",
     "0.73.0": "sha512-Fs2dRIgtjDT8X5VDGNGzxj251B0FvkRsgX03YJv1FK4wg5Maj+jkf8/5A6tbPnPcXsCgs41xxJRf3tF5vJRccA==",
