@@ -29,7 +29,7 @@ def login_shell(topology, cname, script):
 
 
 def agent_pid(topology, cname):
-    out = topology.cli("exec", cname, "sh", "-c", "pgrep -f 'sleep 86399' || true").stdout.split()
+    out = topology.cli("exec", cname, "sh", "-c", "pgrep -fx 'sleep 86399' || true").stdout.split()
     return out[0] if out else None
 
 
