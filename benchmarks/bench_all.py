@@ -6,6 +6,8 @@ Order (sequential, so no part competes with another for the two cores):
   2. create cost, N up to 30, podman-rootless
   3. worker session listing benchmark (bun)
   4. bad-input matrix: case counts from tests/integration/bad_inputs.py and a timed pytest run
+  5. scale on one host, podman-rootful: create 30 vs the anchor's loop, no-op converge of 100 vs 10, memory at 100
+  6. a simulated fleet: site.yml on 1, 2, 4, 8 dev hosts (containers), forks 5 and 20
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import common
 import stats
 import anchor_converge
 import create_cost
+import fleet_scale
 import health_latency
+import scale_cost
 from topology import TOPOLOGIES, build_workspace_image  # pylint: disable=wrong-import-order
 
 RESULTS = os.path.join(common.HERE, "results")
@@ -36,7 +40,7 @@ BAD_INPUT_BUDGET = 120  # seconds ("under ~2 minutes"); over this the pytest run
 # ------------------------------------------------------------------------------------------ parts
 SESSIONS_TARGET = 50.0   # issue 16: GET /sessions at 5,000 sessions >= 50x faster than the full rescan, p95 included
 CONVERGE_TARGET = 0.15   # issue 16: converge + health N=10, perry.fleet / anchor
-PARTS = ("converge", "create", "sessions", "bad-inputs")
+PARTS = ("converge", "create", "sessions", "bad-inputs", "scale", "fleet")
 
 
 def sessions_bench(sessions: int = 5000, modes: str = "watch,stat-walk,full-rescan", idle_s: int = 60,
@@ -403,6 +407,20 @@ def render(results: dict, pngs: list) -> tuple:
             line = "pytest exited %d without a junit report: %s" % (py["rc"], " ".join(py.get("tail", [])))
         md.append(line + "\n")
         txt.append(line.replace("`", "").replace("**", "") + "\n")
+    sc = results.get("scale")
+    if sc and "error" not in sc:
+        md.append("## 6. Scale on one host: create 30, no-op converge of 100 (benchmarks/scale_cost.py)\n")
+        md.append(measured_note(results, "scale").strip() + "\n" if measured_note(results, "scale") else "")
+        lines = scale_cost.report_lines(sc)
+        md.append("\n".join(lines) + "\n")
+        txt.append("scale on one host\n" + "\n".join(lines).replace("**", "") + "\n")
+    fl = results.get("fleet")
+    if fl and "error" not in fl:
+        md.append("## 7. A simulated fleet: site.yml against host count (benchmarks/fleet_scale.py)\n")
+        md.append(measured_note(results, "fleet").strip() + "\n" if measured_note(results, "fleet") else "")
+        lines = fleet_scale.report_lines(fl)
+        md.append("\n".join(lines) + "\n")
+        txt.append("simulated fleet\n" + "\n".join(lines).replace("**", "") + "\n")
     md.append("## Phases\n")
     md.append(stats.markdown_table(["phase", "seconds"], [[k, v] for k, v in results["phases"].items()] +
                                    [["**total (wall)**", results["wall_s"]]], 1))
@@ -479,7 +497,7 @@ def main() -> None:
 
     common.use_snapshot()
     try:
-        need_engines = "converge" in parts or "create" in parts
+        need_engines = "converge" in parts or "create" in parts or "scale" in parts
         artifacts = phase("worker build (cached)", common.worker_artifacts) if need_engines else None
         topos = [TOPOLOGIES[n] for n in conv_topos] if "converge" in parts else []
         if "create" in parts and TOPOLOGIES["podman-rootless"] not in topos:
@@ -508,6 +526,20 @@ def main() -> None:
                                         common.worker_for(rl, artifacts), images[rl.name])
         else:
             results["create"] = previous.get("create")
+        if "scale" in parts:
+            rf = TOPOLOGIES["podman-rootful"]
+            image = images.get(rf.name) or phase("image %s (cached by hash)" % rf.name, build_workspace_image, rf)
+            stamp("scale")
+            results["scale"] = attempt("scale %s" % rf.name, scale_cost.measure, rf, image,
+                                       common.worker_for(rf, artifacts), 2 if args.quick else 3, retries=0)
+        else:
+            results["scale"] = previous.get("scale")
+        if "fleet" in parts:
+            stamp("fleet")
+            results["fleet"] = attempt("fleet", fleet_scale.measure, 2 if args.quick else 8, 1 if args.quick else 2,
+                                       retries=0)
+        else:
+            results["fleet"] = previous.get("fleet")
     finally:
         common.cleanup_all()
         common.drop_snapshot()
