@@ -185,16 +185,12 @@ class WorkspaceManager:
             # Held until the new containers that should run are started: only a started container binds its ports,
             # and another engine's run (which cannot see our created-only containers) would take them meanwhile.
             # Waiting for them to accept exec happens after the lock is released.
+            # The creates run in parallel: every port was assigned above, so ours cannot race each other.
             with HostPortLock(self.settings.port_lock_path, timeout=self.settings.engine_timeout):
                 self._assign_ports(creating)
-                for plan in creating:
-                    self.lifecycle.create(plan)
-                    self.changed = True
-                for plan in creating:
-                    self._converge_state(plan, wait=False)
-            for plan in creating:
-                if "start" in plan.actions:
-                    self.lifecycle.wait_ready(plan.container)
+                self._for_each(creating, self._create_and_start, "create")
+            self._for_each([p for p in creating if "start" in p.actions],
+                           lambda p: self.lifecycle.wait_ready(p.container), "start")
         elif creating:
             self._assign_ports(creating, allocate=False)
             for plan in creating:
@@ -212,6 +208,24 @@ class WorkspaceManager:
             self._sync_workers(plans)
         self._sync_files(plans)
         return [self._result(p) for p in plans]
+
+    def _create_and_start(self, plan: Plan) -> None:
+        self.lifecycle.create(plan)
+        self.changed = True
+        self._converge_state(plan, wait=False)
+
+    def _for_each(self, plans: list, step, what: str) -> list:
+        """step(plan) for every plan, in parallel: the results, or one error naming every failure (a single
+        failure is raised as it is, so its message and kind reach the user unchanged)."""
+        results = run_parallel(step, plans, limit=self.settings.parallel)
+        failed = [(plan, res) for plan, res in zip(plans, results) if isinstance(res, BaseException)]
+        if not failed:
+            return results
+        unexpected = [res for _plan, res in failed if not isinstance(res, PerryError)]
+        if len(failed) == 1 or unexpected:
+            raise (unexpected or [failed[0][1]])[0]
+        raise WorkspaceError("%s failed for %d workspace(s): %s" % (
+            what, len(failed), "; ".join("%s: %s" % (plan.name, res.msg) for plan, res in failed)))
 
     def _finish_interrupted_recreate(self, plan: Plan) -> None:
         """A recreate killed between renaming the old container aside and removing it: put the old one back when
@@ -362,18 +376,8 @@ class WorkspaceManager:
         all failures. In check mode the state step recorded the state the run would leave."""
         targets = [p for p in plans if p.item["state"] != "absent" and container_state(p.existing) == "running"
                    and wanted(p)]
-        results = run_parallel(step, targets, limit=self.settings.parallel)
-        done, errors = [], []
-        for plan, result in zip(targets, results):
-            if isinstance(result, PerryError):
-                errors.append("%s: %s" % (plan.name, result.msg))
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                done.append((plan, result))
-                self.changed = self.changed or result["changed"]
-        if errors:
-            raise WorkspaceError("%s failed for %d workspace(s): %s" % (what, len(errors), "; ".join(errors)))
+        done = list(zip(targets, self._for_each(targets, step, what)))
+        self.changed = self.changed or any(result["changed"] for _plan, result in done)
         return done
 
     # -- result ---------------------------------------------------------------------------------

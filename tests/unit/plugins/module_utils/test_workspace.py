@@ -462,3 +462,22 @@ def test_adopt_never_takes_a_volume_labelled_for_another_workspace():
         converge(eng, runtime="docker", name="x", adopt=True)
     _unused, res = converge(eng, runtime="docker", name="x", state="absent", purge=True, adopt=True)
     assert "workspace-x-docker" in eng.volumes and res[0]["actions"] == []
+
+
+def test_creates_run_in_parallel_and_every_failure_is_named():
+    """Many new workspaces are created at once (issue 16: create 30 in one task); two failing creates are both
+    named in one error, and the ones that did not fail exist."""
+    import threading
+    eng = FakeEngine()
+    real_create, barrier = eng._create, threading.Barrier(3, timeout=5)
+
+    def overlapping(args):
+        barrier.wait()   # only returns once three creates are in flight together: a serial loop would time out
+        name = args[args.index("--name") + 1]
+        if name in ("workspace-b", "workspace-c"):
+            raise EngineError("create of %s refused" % name, rc=125)
+        return real_create(args)
+    eng._create = overlapping
+    with pytest.raises(WorkspaceError, match=r"create failed for 2 workspace\(s\): b: .*refused; c: .*refused"):
+        converge(eng, workspaces=[{"name": "a"}, {"name": "b"}, {"name": "c"}])
+    assert list(eng.containers) == ["workspace-a"]
