@@ -10,7 +10,7 @@ import yaml
 from ansible_collections.perry.fleet.plugins.module_utils import workspace_spec as ws
 
 ROLE = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "workspace")
-ROLE_ONLY = {"repo_url"}   # turned into env WORKSPACE_REPO_URL by the role
+ROLE_ONLY = {"repo_url", "ssh_authorize"}   # env WORKSPACE_REPO_URL; a files entry for ~/.ssh/authorized_keys
 
 
 def entry_options() -> dict:
