@@ -194,12 +194,15 @@ options:
         type: str
       src:
         description:
-        - Path of a file on the managed host to copy.
+        - 'Path of a file on the managed host to copy, or of a directory (a credential directory such as C(~/.config/gh)):
+          every file under it is placed under O(files[].dest), directories created there are 0700; at most 1000 files and
+          16 MiB; a symbolic link in it is refused, never followed.'
         type: path
       mode:
         description:
         - Octal mode. Default follows Perry, V(0600) under C(.ssh) (except C(*.pub), C(config), C(known_hosts)) and for
-          credential files (C(.credentials.json), C(auth.json), C(.git-credentials)), V(0644) otherwise.
+          credential files (C(.credentials.json), C(auth.json), C(.git-credentials)), V(0644) otherwise. For a directory
+          O(files[].src) it applies to every file in it (default V(0600), Perry's mode for secrets).
         type: str
   workspaces:
     description:
@@ -328,11 +331,14 @@ options:
             type: str
           src:
             description:
-            - Path of a file on the managed host to copy.
+            - 'Path of a file on the managed host to copy, or of a directory (a credential directory such as C(~/.config/gh)):
+              every file under it is placed under O(files[].dest), directories created there are 0700; at most 1000 files
+              and 16 MiB; a symbolic link in it is refused, never followed.'
             type: path
           mode:
             description:
             - Octal mode. Default follows Perry, V(0600) under C(.ssh) (except C(*.pub), C(config), C(known_hosts)) and
-              for credential files (C(.credentials.json), C(auth.json), C(.git-credentials)), V(0644) otherwise.
+              for credential files (C(.credentials.json), C(auth.json), C(.git-credentials)), V(0644) otherwise. For a directory
+              O(files[].src) it applies to every file in it (default V(0600), Perry's mode for secrets).
             type: str
 '''

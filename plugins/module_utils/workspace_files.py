@@ -38,11 +38,18 @@ _PUBLIC_SSH = (".pub", "config", "known_hosts")
 _SECRET_NAMES = (".credentials.json", "auth.json", "mcp-auth.json", ".git-credentials")
 
 
+# A directory entry (credential directories such as ~/.config/gh) is a tree of files: bounded so that a mistaken src
+# (a whole home) fails with a clear message instead of shipping gigabytes through one exec's stdin.
+MAX_TREE_FILES = 1000
+MAX_TREE_BYTES = 16 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class WorkspaceFile:
     dest: str      # absolute, under /home/workspace
     mode: str      # octal string such as "0600"
     content: bytes
+    tree: str = ""  # the dest of the directory entry this file came from: directories created under it are 0700
 
     @property
     def digest(self) -> str:
@@ -76,8 +83,53 @@ def normalize_dest(dest) -> str:
     return norm
 
 
+def _checked_mode(mode, dest: str) -> str:
+    mode = str(mode)
+    if not (len(mode) in (3, 4) and all(c in "01234567" for c in mode)):
+        raise SpecError("files: mode %r for %s is not an octal mode such as 0600" % (mode, dest))
+    return mode.zfill(4)
+
+
+def tree_default_mode(dest: str) -> str:
+    """A credential directory's files are secrets (0600), except the public names Perry leaves readable under .ssh."""
+    return "0644" if ".ssh" in dest.split("/")[:-1] and dest.endswith(_PUBLIC_SSH) else "0600"
+
+
+def _tree_files(src: str, dest: str, mode) -> list:
+    """The regular files under directory ``src`` as WorkspaceFiles under ``dest``. A link anywhere in the tree is
+    refused, never followed (it could point at anything on this host); so is anything but files and directories."""
+    out, total = [], 0
+    for root, dirs, names in os.walk(src, followlinks=False):
+        dirs.sort()
+        for name in sorted(dirs) + sorted(names):
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, src).replace(os.sep, "/")
+            if os.path.islink(path):
+                raise SpecError("files: %s in directory src %s is a symbolic link; perry.fleet never follows links "
+                                "in a directory it copies. Replace it with the file itself or remove it." % (rel, src))
+            if name in dirs:
+                continue
+            if not os.path.isfile(path):
+                raise SpecError("files: %s in directory src %s is not a regular file (a socket, FIFO or device); "
+                                "remove it from the directory." % (rel, src))
+            if len(out) >= MAX_TREE_FILES:
+                raise SpecError("files: directory src %s holds more than %d files; copy a smaller directory (credential "
+                                "directories are a few files)." % (src, MAX_TREE_FILES))
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_TREE_BYTES + 1 - total)
+            total += len(data)
+            if total > MAX_TREE_BYTES:
+                raise SpecError("files: directory src %s is larger than %d MiB; copy a smaller directory."
+                                % (src, MAX_TREE_BYTES // (1024 * 1024)))
+            file_dest = normalize_dest(dest + "/" + rel)
+            out.append(WorkspaceFile(file_dest, _checked_mode(mode or tree_default_mode(file_dest), file_dest), data,
+                                     tree=dest))
+    return out
+
+
 def build_files(entries) -> list:
-    """Validate file entries ({dest, content|src, mode}) into WorkspaceFile objects."""
+    """Validate file entries ({dest, content|src, mode}) into WorkspaceFile objects; a src that is a directory gives
+    one per file in it."""
     out = {}
     for entry in entries or []:
         if not isinstance(entry, dict):
@@ -88,16 +140,19 @@ def build_files(entries) -> list:
             raise SpecError("files: %s needs exactly one of content or src" % dest)
         if src is not None:
             src = os.path.expanduser(src)
+            if os.path.islink(src):
+                raise SpecError("files: src %s for %s is a symbolic link; give the path it points to" % (src, dest))
+            if os.path.isdir(src):
+                for f in _tree_files(src, dest, entry.get("mode")):
+                    out[f.dest] = f
+                continue
             if not os.path.isfile(src):
-                raise SpecError("files: src %s for %s is not a file on this host" % (src, dest))
+                raise SpecError("files: src %s for %s is not a file or directory on this host" % (src, dest))
             with open(src, "rb") as fh:
                 data = fh.read()
         else:
             data = content.encode() if isinstance(content, str) else json.dumps(content).encode()
-        mode = str(entry.get("mode") or default_mode(dest))
-        if not (len(mode) in (3, 4) and all(c in "01234567" for c in mode)):
-            raise SpecError("files: mode %r for %s is not an octal mode such as 0600" % (mode, dest))
-        out[dest] = WorkspaceFile(dest, mode.zfill(4), data)
+        out[dest] = WorkspaceFile(dest, _checked_mode(entry.get("mode") or default_mode(dest), dest), data)
     return [out[k] for k in sorted(out)]
 
 
@@ -128,8 +183,9 @@ def manifest_digest(files) -> str:
     return hashlib.sha256(json.dumps(doc).encode()).hexdigest()
 
 
-def _dir_mode(path: str) -> str:
-    return "0700" if ".ssh" in path.split("/") else "0755"
+def _dir_mode(path: str, trees=()) -> str:
+    private = ".ssh" in path.split("/") or any(path == t or path.startswith(t + "/") for t in trees)
+    return "0700" if private else "0755"
 
 
 # Both scripts run as the workspace user (never root): a link the user planted anywhere in the home then leads
@@ -184,7 +240,7 @@ def install_script(files, digest: str) -> str:
     writes each file to a temporary name beside it and renames it over the dest (a link there is replaced, never
     followed), then records the manifest. Contents travel base64-encoded in here-documents on stdin: never argv."""
     lines = ["set -eu", "umask 077", "t=", "trap 'rm -f \"$t\"' EXIT"]
-    dirs = []
+    dirs, trees = [], {f.tree for f in files if f.tree}
     for f in files:
         parent = posixpath.dirname(f.dest)
         chain = []
@@ -193,7 +249,7 @@ def install_script(files, digest: str) -> str:
             parent = posixpath.dirname(parent)
         for d in reversed(chain):
             dirs.append(d)
-            lines.append("[ -d %s ] || mkdir -m %s %s" % (shlex.quote(d), _dir_mode(d), shlex.quote(d)))
+            lines.append("[ -d %s ] || mkdir -m %s %s" % (shlex.quote(d), _dir_mode(d, trees), shlex.quote(d)))
     for f in files:
         dest = shlex.quote(f.dest)
         lines += [

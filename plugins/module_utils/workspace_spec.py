@@ -100,10 +100,14 @@ FILE_OPTIONS = (
                            "inside it.",), required=True),
     Option("content", "str", ("File content (secret; never logged). Exactly one of O(files[].content) and "
                               "O(files[].src).",), no_log=True),
-    Option("src", "path", ("Path of a file on the managed host to copy.",)),
+    Option("src", "path", ("Path of a file on the managed host to copy, or of a directory (a credential directory "
+                           "such as C(~/.config/gh)): every file under it is placed under O(files[].dest), "
+                           "directories created there are 0700; at most 1000 files and 16 MiB; a symbolic link in it "
+                           "is refused, never followed.",)),
     Option("mode", "str", ("Octal mode. Default follows Perry, V(0600) under C(.ssh) (except C(*.pub), C(config), "
                            "C(known_hosts)) and for credential files (C(.credentials.json), C(auth.json), "
-                           "C(.git-credentials)), V(0644) otherwise.",)),
+                           "C(.git-credentials)), V(0644) otherwise. For a directory O(files[].src) it applies to "
+                           "every file in it (default V(0600), Perry's mode for secrets).",)),
 )
 
 PORT_OPTIONS = (

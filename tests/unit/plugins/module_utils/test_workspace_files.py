@@ -127,3 +127,53 @@ def test_a_dest_that_is_a_directory_is_refused_in_check_mode_too(check_mode):
     with pytest.raises(WorkspaceError, match=r"\.claude/settings\.json is a directory.*Nothing was placed"):
         FilesSync(engine, 5).sync("c", files, check_mode=check_mode)
     assert len(engine.calls) == 1
+
+
+def _tree(tmp_path):
+    gh = tmp_path / "gh"
+    (gh / "sub").mkdir(parents=True)
+    (gh / "hosts.yml").write_text("github.com:\n  oauth_token: t0ken\n")
+    (gh / "sub" / "config.yml").write_text("git_protocol: https\n")
+    return gh
+
+
+def test_a_directory_src_is_a_tree_of_secret_files_with_private_dirs(tmp_path):
+    files = build_files([{"dest": "~/.config/gh", "src": str(_tree(tmp_path))}])
+    assert [(f.dest, f.mode, f.tree) for f in files] == [
+        ("/home/workspace/.config/gh/hosts.yml", "0600", "/home/workspace/.config/gh"),
+        ("/home/workspace/.config/gh/sub/config.yml", "0600", "/home/workspace/.config/gh")]
+    script = install_script(files, manifest_digest(files))
+    assert "mkdir -m 0755 /home/workspace/.config\n" in script           # above the tree: the usual mode
+    assert "mkdir -m 0700 /home/workspace/.config/gh\n" in script
+    assert "mkdir -m 0700 /home/workspace/.config/gh/sub\n" in script
+    again = build_files([{"dest": "~/.config/gh", "src": str(tmp_path / "gh"), "mode": "0640"}])
+    assert {f.mode for f in again} == {"0640"}
+    assert manifest_digest(build_files([{"dest": "~/.config/gh", "src": str(tmp_path / "gh")}])) == manifest_digest(files)
+
+
+@pytest.mark.parametrize("spoil,message", [
+    (lambda gh: (gh / "link").symlink_to("/etc/passwd"), "link.*never follows links"),
+    (lambda gh: (gh / "dirlink").symlink_to(gh / "sub"), "dirlink.*symbolic link"),
+    (lambda gh: __import__("os").mkfifo(gh / "fifo"), "not a regular file"),
+])
+def test_a_tree_with_links_or_special_files_is_refused(tmp_path, spoil, message):
+    gh = _tree(tmp_path)
+    spoil(gh)
+    with pytest.raises(FilesError, match=message):
+        build_files([{"dest": "~/.config/gh", "src": str(gh)}])
+
+
+def test_a_tree_over_its_caps_is_refused(tmp_path, monkeypatch):
+    from ansible_collections.perry.fleet.plugins.module_utils import workspace_files
+    gh = _tree(tmp_path)
+    monkeypatch.setattr(workspace_files, "MAX_TREE_FILES", 1)
+    with pytest.raises(FilesError, match="more than 1 files"):
+        build_files([{"dest": "~/.config/gh", "src": str(gh)}])
+    monkeypatch.setattr(workspace_files, "MAX_TREE_FILES", 1000)
+    monkeypatch.setattr(workspace_files, "MAX_TREE_BYTES", 10)
+    with pytest.raises(FilesError, match="larger than"):
+        build_files([{"dest": "~/.config/gh", "src": str(gh)}])
+    link = tmp_path / "ghlink"
+    link.symlink_to(gh)
+    with pytest.raises(FilesError, match="is a symbolic link"):
+        build_files([{"dest": "~/.config/gh", "src": str(link)}])
