@@ -70,10 +70,22 @@ def authorized_keys_file(paths, files=None, workspace: str = "") -> list:
     return [{"dest": AUTHORIZED_KEYS, "content": "\n".join(keys) + "\n", "mode": "0600"}]
 
 
+def authorized_keys_by_workspace(workspaces, authorize=None, files=None) -> dict:
+    """{workspace name: authorized_keys_file(...)} for a workspace role list: ``authorize`` (every workspace's key
+    files) then each workspace's own ``ssh_authorize``; ``files`` is the role's shared list, which a workspace's
+    own ``files`` replaces."""
+    out = {}
+    for w in workspaces or []:
+        paths = list(authorize or []) + list(w.get("ssh_authorize") or [])
+        out[w["name"]] = authorized_keys_file(paths, w["files"] if "files" in w else files, w["name"])
+    return out
+
+
 class FilterModule:
     def filters(self):
         return {
             "public_key_problem": public_key_problem,
             "authorized_keys_file": authorized_keys_file,
+            "authorized_keys_by_workspace": authorized_keys_by_workspace,
             "ssh_command": ssh_command,
         }

@@ -47,3 +47,16 @@ def test_a_files_entry_for_authorized_keys_clashes(tmp_path):
     key.write_text(ED)
     with pytest.raises(AnsibleFilterError, match="use one of them"):
         authorized_keys_file([str(key)], [{"dest": "~/.ssh/authorized_keys", "content": ED}], "dev")
+
+
+def test_keys_by_workspace_shared_then_own_and_own_files_replace_shared(tmp_path):
+    from ansible_collections.perry.fleet.plugins.filter.ssh import authorized_keys_by_workspace
+    a, b = tmp_path / "a.pub", tmp_path / "b.pub"
+    a.write_text(ED)
+    b.write_text(RSA)
+    shared_files = [{"dest": "~/.ssh/authorized_keys", "content": ED}]
+    out = authorized_keys_by_workspace([{"name": "x", "ssh_authorize": [str(b)], "files": []}, {"name": "y"}],
+                                       [], shared_files)
+    assert out["x"][0]["content"] == RSA + "\n" and out["y"] == []
+    with pytest.raises(AnsibleFilterError, match="workspace y has both"):
+        authorized_keys_by_workspace([{"name": "y"}], [str(a)], shared_files)
