@@ -1,5 +1,5 @@
 """The workspace role's perry_workspace_list entries take the module's per-workspace options under the same names
-and types (the role passes every entry key but env, secret_env and repo_url through to perry_workspace)."""
+and types (the role passes every entry key but env, secret_env and ROLE_ONLY through to perry_workspace)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import yaml
 from ansible_collections.perry.fleet.plugins.module_utils import workspace_spec as ws
 
 ROLE = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "workspace")
-ROLE_ONLY = {"repo_url", "ssh_authorize"}   # env WORKSPACE_REPO_URL; a files entry for ~/.ssh/authorized_keys
+# env WORKSPACE_REPO_URL, WORKSPACE_REPO_BRANCH, WORKSPACE_REPO_TOKEN_KEY; files entries (~/.ssh/authorized_keys, the
+# post-start scripts) and the env PERRY_POST_START
+ROLE_ONLY = {"repo_url", "repo_branch", "repo_token_key", "ssh_authorize", "post_start"}
 
 
 def entry_options() -> dict:

@@ -12,7 +12,9 @@
 #     one `Authorization: Bearer <t>` line for the worker and for `curl -H @file`) and out of the environment;
 #     no token given -> a random one (only exec can then reach the worker); PERRY_WORKER_AUTH=none -> no file,
 #     an open worker (unsafe: every peer on the bridge can read and delete sessions)
-#  6. monitor sshd/dockerd every 10 s; SIGTERM/SIGINT -> stop everything and exit promptly
+#  6. start tasks (perry-start-tasks boot, as workspace, in the background): the repo cloned once, post-start scripts;
+#     a failure is in ~/.cache/perry/post-start.log and start-tasks.json, never a reason to exit
+#  7. monitor sshd/dockerd every 10 s; SIGTERM/SIGINT -> stop everything and exit promptly
 # With arguments (`docker run IMAGE CMD...`) it only does step 1 and execs CMD.
 # Root never follows the workspace user: the image runs this script as `/bin/bash perry-entrypoint` (the shebang's
 # env would look bash up on the image's PATH, where ~/.local/bin comes first), with a fixed PATH (the image's puts ~/.local/bin first),
@@ -294,6 +296,10 @@ setup_engine
 start_sshd
 supervise_worker &
 SUPERVISOR_PID=$!
+if [ -x /usr/local/bin/perry-start-tasks ]; then
+  (cd "$WS_HOME" 2>/dev/null || cd /; as_user setsid /usr/local/bin/perry-start-tasks boot) </dev/null >/dev/null 2>&1 &
+  log "start tasks: perry-start-tasks boot started (status ~/.cache/perry/start-tasks.json)"
+fi
 echo "engine=$ENGINE_MODE" >"$READY_MARKER"
 log "ready: engine=$ENGINE_MODE sshd=$(sshd_running && echo up || echo down) worker=$([ -x "$WORKER_BIN" ] && echo supervised || echo "absent ($WORKER_BIN)")"
 
