@@ -37,6 +37,7 @@ attributes:
     description: Reads the status and reports what is due; clones and runs nothing.
   diff_mode:
     support: none
+    description: Scripts and clones have no before and after to show; the result lists what ran.
   idempotent:
     support: full
     description: Nothing runs again in the same container start with the same scripts once they succeeded.
@@ -57,7 +58,8 @@ notes:
     perry.fleet.image have.
 seealso:
   - module: perry.fleet.perry_workspace
-  - role: perry.fleet.workspace
+  - ref: perry.fleet.workspace
+    description: The workspace role runs this module after every converge (its post_start and repo_url options).
 '''
 
 EXAMPLES = r'''

@@ -30,7 +30,7 @@ class GitServer:
                 self._git()
 
             def _git(self):
-                path, _, query = self.path.partition("?")
+                path, _sep, query = self.path.partition("?")
                 auth = self.headers.get("Authorization", "")
                 server.requests.append({"path": path, "auth": bool(auth)})
                 if path.startswith("/private/") and not server.authorized(auth):
@@ -48,11 +48,12 @@ class GitServer:
                     env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
                 if self.headers.get("Git-Protocol"):
                     env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
-                out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, timeout=60).stdout
-                head, _, payload = out.partition(b"\r\n\r\n")
+                out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, timeout=60,
+                                     check=False).stdout
+                head, _sep, payload = out.partition(b"\r\n\r\n")
                 status, headers = 200, []
                 for line in head.decode("latin-1").split("\r\n"):
-                    key, _, value = line.partition(":")
+                    key, _sep, value = line.partition(":")
                     if key.lower() == "status":
                         status = int(value.split()[0])
                     elif key:
@@ -72,7 +73,7 @@ class GitServer:
         if not header.startswith("Basic "):
             return False
         try:
-            _user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            _user, _sep, password = base64.b64decode(header[6:]).decode().partition(":")
         except ValueError:
             return False
         return password == self.token
