@@ -149,6 +149,34 @@ options:
         choices:
         - tcp
         - udp
+  mounts:
+    description:
+    - Extra named volumes to mount, beyond the home and DinD volumes, such as the socket volume of the workspace's own container
+      engine (the workspace role's O(perry.fleet.workspace#role:main:perry_workspace_engine)).
+    - 'Part of the spec: changing them recreates the container (volumes are kept). They are not the workspace''s volumes:
+      O(purge) leaves them.'
+    type: list
+    default: []
+    elements: dict
+    suboptions:
+      source:
+        description:
+        - 'Name of an engine volume (created by the engine when missing), for example the socket volume of an engine container.
+          Host paths are refused, as are the home volumes of workspaces (C(workspace-*)): one workspace never mounts another''s
+          data.'
+        type: str
+        required: true
+      target:
+        description:
+        - Absolute path in the container, for example C(/run/perry-engine). Not the home, the DinD directory, nor a system
+          directory (C(/), C(/etc), C(/usr), C(/proc), ...).
+        type: str
+        required: true
+      readonly:
+        description:
+        - Mount read-only.
+        type: bool
+        default: false
   purge:
     description:
     - 'With O(state=absent), also remove the home volume and the DinD volume: only volumes whose labels say they are this
@@ -306,6 +334,30 @@ options:
             choices:
             - tcp
             - udp
+      mounts:
+        description:
+        - Overrides O(mounts).
+        type: list
+        elements: dict
+        suboptions:
+          source:
+            description:
+            - 'Name of an engine volume (created by the engine when missing), for example the socket volume of an engine
+              container. Host paths are refused, as are the home volumes of workspaces (C(workspace-*)): one workspace never
+              mounts another''s data.'
+            type: str
+            required: true
+          target:
+            description:
+            - Absolute path in the container, for example C(/run/perry-engine). Not the home, the DinD directory, nor a
+              system directory (C(/), C(/etc), C(/usr), C(/proc), ...).
+            type: str
+            required: true
+          readonly:
+            description:
+            - Mount read-only.
+            type: bool
+            default: false
       purge:
         description:
         - Overrides O(purge).

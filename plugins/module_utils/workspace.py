@@ -167,6 +167,7 @@ class WorkspaceManager:
             ssh_port=item.get("ssh_port") or before_ports.get("ssh"),
             worker_port=(item.get("worker_port") or before_ports.get("worker")) if self.profile.publish_worker_port else None,
             user_labels=item.get("labels") or {}, extra_ports=item.get("ports") or [],
+            mounts=item.get("mounts") or [],
         )
 
     # -- applying -------------------------------------------------------------------------------

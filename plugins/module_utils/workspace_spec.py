@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import posixpath
 import re
 from dataclasses import dataclass, field
 
@@ -120,6 +121,17 @@ PORT_OPTIONS = (
            default="tcp", choices=PROTOCOLS),
 )
 
+MOUNT_OPTIONS = (
+    Option("source", "str", ("Name of an engine volume (created by the engine when missing), for example the socket "
+                             "volume of an engine container. Host paths are refused, as are the home volumes of "
+                             "workspaces (C(workspace-*)): one workspace never mounts another's data.",),
+           required=True),
+    Option("target", "str", ("Absolute path in the container, for example C(/run/perry-engine). Not the home, the "
+                             "DinD directory, nor a system directory (C(/), C(/etc), C(/usr), C(/proc), ...).",),
+           required=True),
+    Option("readonly", "bool", ("Mount read-only.",), default=False),
+)
+
 WORKSPACE_OPTIONS = (
     Option("name", "str", (
         "Workspace name, 1-63 characters of V(a-z), V(0-9) and V(-), starting and ending with a letter or digit "
@@ -196,6 +208,12 @@ WORKSPACE_OPTIONS = (
         "for once per task; one equal to this workspace's SSH or worker port is refused.",
         "Part of the spec: changing them recreates the container (volumes are kept).",),
         default=[], elements="dict", suboptions=PORT_OPTIONS),
+    Option("mounts", "list", (
+        "Extra named volumes to mount, beyond the home and DinD volumes, such as the socket volume of the "
+        "workspace's own container engine (the workspace role's O(perry.fleet.workspace#role:main:perry_workspace_engine)).",
+        "Part of the spec: changing them recreates the container (volumes are kept). They are not the workspace's "
+        "volumes: O(purge) leaves them.",),
+        default=[], elements="dict", suboptions=MOUNT_OPTIONS),
     Option("purge", "bool", (
         "With O(state=absent), also remove the home volume and the DinD volume: only volumes whose labels say they "
         "are this workspace's (an unlabelled one only with O(adopt=true) or when this workspace's container mounts "
@@ -412,6 +430,47 @@ def validate_ports(ports, bind_address: str, own: dict) -> list:
     return sorted(out, key=lambda p: (p["host_port"], p["protocol"]))
 
 
+VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# Where an extra mount would hide or replace what the image or perry.fleet put there.
+_SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/sbin", "/sys", "/usr",
+                "/var/lib/docker", layout.HOME)
+
+
+def validate_mounts(mounts) -> list:
+    """Extra named-volume mounts, normalised and sorted by target."""
+    if mounts is None:
+        return []
+    if not isinstance(mounts, list):
+        raise SpecError("mounts must be a list of {source: VOLUME, target: /path[, readonly: true]}")
+    out, targets = [], set()
+    for entry in mounts:
+        if not isinstance(entry, dict):
+            raise SpecError("each entry of mounts must be a mapping with source (a volume name) and target (a path)")
+        unknown = sorted(set(entry) - {o.name for o in MOUNT_OPTIONS})
+        if unknown:
+            raise SpecError("unknown key(s) %s in a mounts entry: allowed are %s"
+                            % (", ".join(unknown), ", ".join(o.name for o in MOUNT_OPTIONS)))
+        source, target = entry.get("source"), entry.get("target")
+        if not isinstance(source, str) or not VOLUME_NAME_RE.match(source):
+            raise SpecError("mounts source %r is not a volume name (letters, digits, '_', '.', '-'; host paths are "
+                            "not mounted): create a named volume and give its name" % (source,))
+        if source.startswith(layout.PREFIX):
+            raise SpecError("mounts source %s is a workspace's volume (%s*): a workspace never mounts another "
+                            "workspace's home or DinD volume" % (source, layout.PREFIX))
+        if not isinstance(target, str) or not target.startswith("/") or any(c in target for c in ":,\n\x00"):
+            raise SpecError("mounts target %r must be an absolute path without ':', ',' or newlines, e.g. "
+                            "/run/perry-engine" % (target,))
+        norm = posixpath.normpath(target)
+        if norm == "/" or any(norm == d or norm.startswith(d + "/") for d in _SYSTEM_DIRS):
+            raise SpecError("mounts target %s would cover the home, the DinD directory or a system directory: "
+                            "mount under /run, /mnt, /opt or /srv instead" % target)
+        if norm in targets:
+            raise SpecError("mounts target %s is listed twice" % norm)
+        targets.add(norm)
+        out.append({"source": source, "target": norm, "readonly": bool(entry.get("readonly"))})
+    return sorted(out, key=lambda m: m["target"])
+
+
 def validate_item(item: dict, profile: RuntimeProfile, ssh_port_range: tuple, worker_port_range: tuple) -> dict:
     """One workspace's options, checked and normalised; raises SpecError saying what to do."""
     item = dict(item)
@@ -453,6 +512,7 @@ def validate_item(item: dict, profile: RuntimeProfile, ssh_port_range: tuple, wo
     item["labels"] = validate_labels(item.get("labels"))
     own = {item[k]: k.split("_", maxsplit=1)[0] for k in ("ssh_port", "worker_port") if item.get(k) is not None}
     item["ports"] = validate_ports(item.get("ports"), item["bind_address"], own)
+    item["mounts"] = validate_mounts(item.get("mounts"))
     item["files"] = build_files(item.get("files"))
     if item["state"] != "absent" and not item.get("image"):
         raise SpecError("image is required for state=%s (build one with the perry.fleet.image role)" % item["state"])
@@ -516,6 +576,7 @@ class WorkspaceSpec:
     worker_port: int | None = None
     user_labels: dict = field(default_factory=dict)
     extra_ports: list = field(default_factory=list)   # validate_ports' dicts
+    mounts: list = field(default_factory=list)        # validate_mounts' dicts
 
     @property
     def container(self) -> str:
@@ -555,6 +616,8 @@ class WorkspaceSpec:
             out["labels"] = dict(sorted(self.user_labels.items()))
         if self.extra_ports:
             out["ports"]["extra"] = [dict(p) for p in self.extra_ports]
+        if self.mounts:
+            out["mounts"] = [dict(m) for m in self.mounts]
         return out
 
     @property
@@ -671,6 +734,8 @@ class WorkspaceSpec:
         args += ["-v", "%s:%s:rw" % (self.volumes["home"], layout.HOME)]
         if "docker" in self.volumes:
             args += ["-v", "%s:%s:rw" % (self.volumes["docker"], layout.DIND_MOUNT)]
+        for m in self.mounts:
+            args += ["-v", "%s:%s:%s" % (m["source"], m["target"], "ro" if m["readonly"] else "rw")]
         args += ["-p", "%s:%d:%d/tcp" % (self.bind_address, self.ssh_port, layout.SSH_PORT)]
         if self.profile.publish_worker_port and self.worker_port:
             # The worker has no auth: loopback only, whatever bind_address says.

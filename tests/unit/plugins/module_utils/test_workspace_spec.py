@@ -203,3 +203,33 @@ def test_keys_the_entrypoint_reads_at_start_stay_in_the_container_and_recreate()
     v1 = "v1:" + ws._digest(ws._without_unset({"public": label}))
     assert spec(env=dict(key, A="2")).matches_hash(v1, label)
     assert not other.matches_hash(v1, label)
+
+
+def test_mounts_are_named_volumes_in_the_spec_and_the_argv():
+    mounts = ws.validate_mounts([{"source": "perry-engine-alice-sock", "target": "/run/perry-engine/"},
+                                 {"source": "tools", "target": "/opt/tools", "readonly": True}])
+    assert mounts == [{"source": "tools", "target": "/opt/tools", "readonly": True},
+                      {"source": "perry-engine-alice-sock", "target": "/run/perry-engine", "readonly": False}]
+    s = spec("podman", mounts=mounts)
+    args = s.create_args("/e", "/l")
+    assert "perry-engine-alice-sock:/run/perry-engine:rw" in args and "tools:/opt/tools:ro" in args
+    assert s.public()["mounts"] == mounts
+    assert s.spec_hash() != spec("podman").spec_hash()
+    assert "mounts" not in spec("podman").public()   # a workspace without mounts keeps its hash
+
+
+@pytest.mark.parametrize("mounts, words", [
+    ([{"source": "/var/run/docker.sock", "target": "/run/x"}], "not a volume name"),
+    ([{"source": "workspace-bob", "target": "/mnt/bob"}], "another workspace"),
+    ([{"source": "v", "target": "run/x"}], "absolute path"),
+    ([{"source": "v", "target": "/run/x:ro"}], "absolute path"),
+    ([{"source": "v", "target": "/home/workspace/x"}], "system directory"),
+    ([{"source": "v", "target": "/etc/../usr/bin"}], "system directory"),
+    ([{"source": "v", "target": "/"}], "system directory"),
+    ([{"source": "v", "target": "/srv/a"}, {"source": "w", "target": "/srv/a/"}], "listed twice"),
+    ([{"source": "v", "target": "/srv/a", "mode": "rw"}], "unknown key"),
+    ({"source": "v"}, "must be a list"),
+])
+def test_bad_mounts_say_what_to_do(mounts, words):
+    with pytest.raises(ws.SpecError, match=words):
+        ws.validate_mounts(mounts)
