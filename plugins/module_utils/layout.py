@@ -95,6 +95,20 @@ def volume_owner(volume: str, labels: dict | None) -> tuple | None:
     return owner, role
 
 
+# A podman workspace's own engine (the workspace role's perry_workspace_engine=workspace): a container serving the
+# Docker API on a unix socket in a volume that only that workspace mounts, on a network of its own.
+ENGINE_PREFIX = "perry-engine-"
+ENGINE_SOCKET_DIR = "/run/perry-engine"
+ENGINE_DOCKER_HOST = "unix://" + ENGINE_SOCKET_DIR + "/podman.sock"
+LABEL_ENGINE_OF = "perry.fleet.engine-of"
+
+
+def engine_names(name: str) -> dict:
+    """The engine's container, network and volumes for workspace ``name``."""
+    base = ENGINE_PREFIX + name
+    return {"container": base, "network": base, "storage": base + "-storage", "socket": base + "-sock"}
+
+
 def home_path(relative: str = "") -> str:
     """An absolute path in the workspace home (``relative`` without a leading ``~/`` or ``/``)."""
     return HOME + ("/" + relative.lstrip("/") if relative else "")

@@ -38,6 +38,15 @@ def finish_reserve(timeout: float) -> float:
     return min(FINISH_RESERVE, timeout / 10)
 
 
+def engine_status(engine) -> dict | None:
+    """The worker's report of its workspace's container engine (its own field: an engine that is down leaves the
+    worker healthy); None from a worker too old to say."""
+    if not isinstance(engine, dict):
+        return None
+    return {"configured": bool(engine.get("configured")), "reachable": engine.get("reachable"),
+            "url": engine.get("url"), "error": engine.get("error")}
+
+
 def health_doc_problem(doc) -> str | None:
     """Why a 2xx /health body is not the worker's answer; None when it is."""
     if not isinstance(doc, dict):
@@ -125,7 +134,7 @@ class HealthCheck:
             out.update(status=resp.status, transport=resp.transport)
             if resp.ok and not health_doc_problem(doc):
                 out.update(healthy=True, version=doc.get("version"), sessionCount=doc.get("sessionCount"),
-                           auth=doc.get("auth"))
+                           auth=doc.get("auth"), engine=engine_status(doc.get("engine")))
         if self.opts.expected_version is not None and out["healthy"]:
             out["version_ok"] = out["version"] == self.opts.expected_version
         out["error"] = self.error(out, waited)

@@ -436,8 +436,8 @@ _SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/p
                 "/var/lib/docker", layout.HOME)
 
 
-def validate_mounts(mounts) -> list:
-    """Extra named-volume mounts, normalised and sorted by target."""
+def validate_mounts(mounts, name: str = "") -> list:
+    """Extra named-volume mounts of workspace ``name``, normalised and sorted by target."""
     if mounts is None:
         return []
     if not isinstance(mounts, list):
@@ -457,6 +457,10 @@ def validate_mounts(mounts) -> list:
         if source.startswith(layout.PREFIX):
             raise SpecError("mounts source %s is a workspace's volume (%s*): a workspace never mounts another "
                             "workspace's home or DinD volume" % (source, layout.PREFIX))
+        if source.startswith(layout.ENGINE_PREFIX) and source != layout.engine_names(name)["socket"]:
+            raise SpecError("mounts source %s belongs to a workspace engine (%s*); workspace %s may mount only its own "
+                            "engine's socket volume %s" % (source, layout.ENGINE_PREFIX, name or "?",
+                                                           layout.engine_names(name)["socket"]))
         if not isinstance(target, str) or not target.startswith("/") or any(c in target for c in ":,\n\x00"):
             raise SpecError("mounts target %r must be an absolute path without ':', ',' or newlines, e.g. "
                             "/run/perry-engine" % (target,))
@@ -512,7 +516,7 @@ def validate_item(item: dict, profile: RuntimeProfile, ssh_port_range: tuple, wo
     item["labels"] = validate_labels(item.get("labels"))
     own = {item[k]: k.split("_", maxsplit=1)[0] for k in ("ssh_port", "worker_port") if item.get(k) is not None}
     item["ports"] = validate_ports(item.get("ports"), item["bind_address"], own)
-    item["mounts"] = validate_mounts(item.get("mounts"))
+    item["mounts"] = validate_mounts(item.get("mounts"), name)
     item["files"] = build_files(item.get("files"))
     if item["state"] != "absent" and not item.get("image"):
         raise SpecError("image is required for state=%s (build one with the perry.fleet.image role)" % item["state"])

@@ -144,6 +144,15 @@ workspaces:
       type: str
       returned: always
       sample: token
+    engine:
+      description:
+        - The workspace's container engine as its worker sees it (C(DOCKER_HOST), else the DinD socket; C(GET /_ping),
+          at most 1 s, cached 5 s), its own field so an engine that is down is reported while the worker stays healthy.
+          C(configured) (an engine is set up), C(reachable) (true, false, null when not probed), C(url), C(error).
+        - Null when unhealthy or from a worker too old to say.
+      type: dict
+      returned: when healthy
+      sample: {configured: true, reachable: true, url: "unix:///run/perry-engine/podman.sock", error: null}
     status: {description: "HTTP status of the last answer, 0 when none arrived.", type: int, returned: always, sample: 200}
     version: {description: Worker version from C(/health)., type: str, returned: always, sample: 0.1.0}
     session_count:

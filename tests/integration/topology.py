@@ -65,16 +65,21 @@ class Topology:
         return data[0] if data else None
 
     def cleanup(self, prefix: str) -> None:
-        """Remove every container and volume whose name starts with workspace-<prefix>."""
-        pattern = "workspace-" + prefix
+        """Remove every container, volume and network whose name starts with workspace-<prefix> or
+        perry-engine-<prefix> (the workspace role's engines)."""
+        patterns = ("workspace-" + prefix, "perry-engine-" + prefix)
         names = self.cli("ps", "-a", "--format", "{{.Names}}", check=False).stdout.split()
-        doomed = [n for n in names if n.startswith(pattern)]
+        doomed = [n for n in names if n.startswith(patterns)]
         if doomed:
             self.cli("rm", "-f", *doomed, check=False, timeout=300)
         vols = self.cli("volume", "ls", "-q", check=False).stdout.split()
-        doomed = [v for v in vols if v.startswith(pattern)]
+        doomed = [v for v in vols if v.startswith(patterns)]
         if doomed:
             self.cli("volume", "rm", "-f", *doomed, check=False, timeout=300)
+        nets = self.cli("network", "ls", "--format", "{{.Name}}", check=False).stdout.split()
+        doomed = [n for n in nets if n.startswith(patterns)]
+        if doomed:
+            self.cli("network", "rm", "-f", *doomed, check=False, timeout=300)
 
 
 TOPOLOGIES = {
@@ -118,7 +123,8 @@ def run_playbook(tasks: list, topology: Topology | None = None, check: bool = Fa
         # With -v the callback's JSON document follows ansible's own verbose lines.
         text = proc.stdout
         doc = json.loads(text[text.index("{\n"):] if not text.startswith("{") and "{\n" in text else text)
-        results = [t["hosts"]["localhost"] for t in doc["plays"][0]["tasks"]]
+        # each host result with its task's name (_task), for tests that look a task up by name
+        results = [dict(t["hosts"]["localhost"], _task=t["task"]["name"]) for t in doc["plays"][0]["tasks"]]
     except (ValueError, KeyError, IndexError):
         raise AssertionError("ansible-playbook output unparseable (rc=%d):\n%s\n%s" % (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:]))
     if raise_on_fail and proc.returncode != 0:

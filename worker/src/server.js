@@ -1,6 +1,7 @@
 // HTTP API compatible with Perry's worker (reference section 4).
 import { VERSION } from "./version.js";
 import { authorized, loadAuth } from "./auth.js";
+import { createEngineProbe } from "./engine-probe.js";
 
 const JSON_HEADERS = { "content-type": "application/json" };
 
@@ -29,7 +30,7 @@ function listQuery(params) {
   };
 }
 
-export function createHandler(index, { auth = { mode: "none" } } = {}) {
+export function createHandler(index, { auth = { mode: "none" }, engine = createEngineProbe() } = {}) {
   return function handle(req) {
     const url = new URL(req.url);
     const p = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, "") : url.pathname;
@@ -43,7 +44,7 @@ export function createHandler(index, { auth = { mode: "none" } } = {}) {
     }
     try {
       if (p === "/health" && m === "GET") {
-        return json({
+        const body = {
           status: "ok",
           version: VERSION,
           sessionCount: index.size,
@@ -51,7 +52,8 @@ export function createHandler(index, { auth = { mode: "none" } } = {}) {
           mode: index.fullRescan ? "full-rescan" : "incremental",
           tracking: index.trackingMode,
           auth: auth.mode,
-        });
+        };
+        return engine().then((e) => json({ ...body, engine: e }));
       }
       if (p === "/sessions" && m === "GET") {
         index.sync(); // watchers: only the paths that changed; otherwise a stat-walk

@@ -207,7 +207,7 @@ def test_keys_the_entrypoint_reads_at_start_stay_in_the_container_and_recreate()
 
 def test_mounts_are_named_volumes_in_the_spec_and_the_argv():
     mounts = ws.validate_mounts([{"source": "perry-engine-alice-sock", "target": "/run/perry-engine/"},
-                                 {"source": "tools", "target": "/opt/tools", "readonly": True}])
+                                 {"source": "tools", "target": "/opt/tools", "readonly": True}], "alice")
     assert mounts == [{"source": "tools", "target": "/opt/tools", "readonly": True},
                       {"source": "perry-engine-alice-sock", "target": "/run/perry-engine", "readonly": False}]
     s = spec("podman", mounts=mounts)
@@ -221,6 +221,8 @@ def test_mounts_are_named_volumes_in_the_spec_and_the_argv():
 @pytest.mark.parametrize("mounts, words", [
     ([{"source": "/var/run/docker.sock", "target": "/run/x"}], "not a volume name"),
     ([{"source": "workspace-bob", "target": "/mnt/bob"}], "another workspace"),
+    ([{"source": "perry-engine-bob-sock", "target": "/run/perry-engine"}], "only its own engine"),
+    ([{"source": "perry-engine-alice-storage", "target": "/mnt/x"}], "only its own engine"),
     ([{"source": "v", "target": "run/x"}], "absolute path"),
     ([{"source": "v", "target": "/run/x:ro"}], "absolute path"),
     ([{"source": "v", "target": "/home/workspace/x"}], "system directory"),
@@ -232,4 +234,4 @@ def test_mounts_are_named_volumes_in_the_spec_and_the_argv():
 ])
 def test_bad_mounts_say_what_to_do(mounts, words):
     with pytest.raises(ws.SpecError, match=words):
-        ws.validate_mounts(mounts)
+        ws.validate_mounts(mounts, "alice")

@@ -1296,6 +1296,63 @@ function authorized(auth, req) {
   return timingSafeEqual(digest(m[1]), auth.digest);
 }
 
+// src/engine-probe.js
+import { existsSync } from "fs";
+var TTL_MS = 5000;
+var FAILED_TTL_MS = 1000;
+var TIMEOUT_MS = 1000;
+var DIND_SOCKET = "/var/run/docker.sock";
+function engineEndpoint(env = process.env) {
+  const host = env.DOCKER_HOST || "";
+  if (host.startsWith("unix://"))
+    return { url: host, unix: host.slice("unix://".length) };
+  if (host.startsWith("tcp://"))
+    return { url: host, http: "http://" + host.slice("tcp://".length) };
+  if (host)
+    return { url: host, unsupported: true };
+  if (existsSync(DIND_SOCKET))
+    return { url: "unix://" + DIND_SOCKET, unix: DIND_SOCKET };
+  return null;
+}
+function createEngineProbe({ endpoint = engineEndpoint(), now = () => Date.now() } = {}) {
+  let last = null;
+  let pending = null;
+  async function ping() {
+    if (!endpoint)
+      return { configured: false, reachable: null };
+    if (endpoint.unsupported)
+      return { configured: true, url: endpoint.url, reachable: null, error: "not probed (ssh URL)" };
+    const started = now();
+    try {
+      const opts = { signal: AbortSignal.timeout(TIMEOUT_MS) };
+      if (endpoint.unix)
+        opts.unix = endpoint.unix;
+      const res = await fetch((endpoint.http || "http://engine") + "/_ping", opts);
+      const body = (await res.text()).slice(0, 64);
+      const ok = res.ok && body.trim() === "OK";
+      return {
+        configured: true,
+        url: endpoint.url,
+        reachable: ok,
+        ms: now() - started,
+        ...ok ? {} : { error: `HTTP ${res.status} ${body.trim()}` }
+      };
+    } catch (err) {
+      return { configured: true, url: endpoint.url, reachable: false, error: String(err?.message ?? err).slice(0, 200) };
+    }
+  }
+  return async function probe() {
+    if (last && now() - last.at < (last.result.reachable === false ? FAILED_TTL_MS : TTL_MS))
+      return last.result;
+    pending ??= ping().then((result) => {
+      last = { at: now(), result };
+      pending = null;
+      return result;
+    });
+    return pending;
+  };
+}
+
 // src/server.js
 var JSON_HEADERS = { "content-type": "application/json" };
 function json(obj, status = 200) {
@@ -1320,7 +1377,7 @@ function listQuery(params) {
     since: params.has("since") && Number.isFinite(since) ? since : null
   };
 }
-function createHandler(index, { auth = { mode: "none" } } = {}) {
+function createHandler(index, { auth = { mode: "none" }, engine = createEngineProbe() } = {}) {
   return function handle(req) {
     const url = new URL(req.url);
     const p = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, "") : url.pathname;
@@ -1333,7 +1390,7 @@ function createHandler(index, { auth = { mode: "none" } } = {}) {
     }
     try {
       if (p === "/health" && m === "GET") {
-        return json({
+        const body = {
           status: "ok",
           version: VERSION,
           sessionCount: index.size,
@@ -1341,7 +1398,8 @@ function createHandler(index, { auth = { mode: "none" } } = {}) {
           mode: index.fullRescan ? "full-rescan" : "incremental",
           tracking: index.trackingMode,
           auth: auth.mode
-        });
+        };
+        return engine().then((e) => json({ ...body, engine: e }));
       }
       if (p === "/sessions" && m === "GET") {
         index.sync();
