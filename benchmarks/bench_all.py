@@ -26,6 +26,7 @@ import common
 import stats
 import anchor_converge
 import create_cost
+import engine_cost
 import fleet_scale
 import health_latency
 import scale_cost
@@ -40,7 +41,7 @@ BAD_INPUT_BUDGET = 120  # seconds ("under ~2 minutes"); over this the pytest run
 # ------------------------------------------------------------------------------------------ parts
 SESSIONS_TARGET = 50.0   # issue 16: GET /sessions at 5,000 sessions >= 50x faster than the full rescan, p95 included
 CONVERGE_TARGET = 0.15   # issue 16: converge + health N=10, perry.fleet / anchor
-PARTS = ("converge", "create", "sessions", "bad-inputs", "scale", "fleet")
+PARTS = ("converge", "create", "sessions", "bad-inputs", "scale", "fleet", "engine")
 
 
 def sessions_bench(sessions: int = 5000, modes: str = "watch,stat-walk,full-rescan", idle_s: int = 60,
@@ -421,6 +422,13 @@ def render(results: dict, pngs: list) -> tuple:
         lines = fleet_scale.report_lines(fl)
         md.append("\n".join(lines) + "\n")
         txt.append("simulated fleet\n" + "\n".join(lines).replace("**", "") + "\n")
+    en = results.get("engine")
+    if en and "error" not in en:
+        md.append("## 8. An engine per podman workspace: its cost (benchmarks/engine_cost.py)\n")
+        md.append(measured_note(results, "engine").strip() + "\n" if measured_note(results, "engine") else "")
+        lines = engine_cost.report_lines(en)
+        md.append("\n".join(lines) + "\n")
+        txt.append("engine per workspace\n" + "\n".join(lines).replace("**", "") + "\n")
     md.append("## Phases\n")
     md.append(stats.markdown_table(["phase", "seconds"], [[k, v] for k, v in results["phases"].items()] +
                                    [["**total (wall)**", results["wall_s"]]], 1))
@@ -540,6 +548,14 @@ def main() -> None:
                                        retries=0)
         else:
             results["fleet"] = previous.get("fleet")
+        if "engine" in parts:
+            rf = TOPOLOGIES["podman-rootful"]
+            image = images.get(rf.name) or phase("image %s (cached by hash)" % rf.name, build_workspace_image, rf)
+            stamp("engine")
+            results["engine"] = attempt("engine cost %s" % rf.name, engine_cost.measure, rf, image, 3,
+                                        1 if args.quick else 2, retries=0)
+        else:
+            results["engine"] = previous.get("engine")
     finally:
         common.cleanup_all()
         common.drop_snapshot()
