@@ -58,6 +58,15 @@ def prefix():
 def test_every_workspace_has_its_own_engine_isolated_and_following_it(prefix):
     image = build_workspace_image(TOPO)
     a, b = prefix + "a", prefix + "b"
+    # check mode on a host without them: the run says what it would do and creates nothing, engines included
+    out = run_playbook(ROLE, check=True, timeout=900, extra_vars=dict(
+        perry_workspace_runtime="podman", perry_workspace_image=image, perry_workspace_list=[{"name": a}]))
+    assert out["rc"] == 0, out["stdout"][-4000:]
+    made = [n for n in TOPO.cli("ps", "-a", "--format", "{{.Names}}").stdout.split()
+            + TOPO.cli("volume", "ls", "-q").stdout.split()
+            + TOPO.cli("network", "ls", "--format", "{{.Name}}").stdout.split() if prefix in n]
+    assert made == [], made
+
     out = converge(image, [a, b])
     assert out["rc"] == 0, out["stdout"][-4000:]
     rows = report(out)
