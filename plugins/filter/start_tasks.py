@@ -40,7 +40,8 @@ def _script_text(script: dict, where: str) -> str:
 
 
 def post_start_plan(scripts, workspace: str = "") -> dict:
-    """{files: [files entries], plan: the PERRY_POST_START value, seconds: its longest run} for a post_start list."""
+    """{files: [files entries], plan: the PERRY_POST_START value, env: {PERRY_POST_START: plan} or {} when there are no
+    scripts, seconds: its longest run} for a post_start list."""
     files, words = [], []
     for index, script in enumerate(scripts or [], 1):
         where = "workspace %s post_start[%d]" % (workspace or "?", index)
@@ -60,7 +61,8 @@ def post_start_plan(scripts, workspace: str = "") -> dict:
                       "mode": "0700"})
         words.append(word)
     plan = " ".join(words)
-    return {"files": files, "plan": plan, "seconds": start_tasks.plan_seconds(plan)}
+    return {"files": files, "plan": plan, "env": {start_tasks.PLAN_ENV: plan} if plan else {},
+            "seconds": start_tasks.plan_seconds(plan)}
 
 
 def post_start_by_workspace(workspaces, scripts=None) -> dict:

@@ -17,11 +17,12 @@ def test_scripts_become_ordered_files_and_plan_words(tmp_path):
     assert {f["mode"] for f in out["files"]} == {"0700"}
     assert out["files"][1]["content"] == "#!/bin/sh\necho warm\n"
     assert out["plan"] == "300:1:01-setup 20:0:02-warm-cache.sh"
+    assert out["env"] == {"PERRY_POST_START": out["plan"]}
     assert out["seconds"] == 305 + 25
 
 
 def test_no_scripts_no_plan():
-    assert post_start_plan([], "dev") == {"files": [], "plan": "", "seconds": 0}
+    assert post_start_plan([], "dev") == {"files": [], "plan": "", "env": {}, "seconds": 0}
 
 
 def test_a_workspace_list_replaces_the_shared_one():
