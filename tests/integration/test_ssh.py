@@ -27,10 +27,10 @@ def keypair(tmp_path, name) -> tuple:
     return str(key), str(key) + ".pub"
 
 
-def ssh(key, port, host, *extra) -> subprocess.CompletedProcess:
+def ssh(key, port, host, *extra, command="id -un") -> subprocess.CompletedProcess:
     argv = ["ssh", "-i", key, "-p", str(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10", "-o", "IdentitiesOnly=yes", *extra,
-            "workspace@" + host, "id -un"]
+            "workspace@" + host, command]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 
