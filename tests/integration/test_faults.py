@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import threading
@@ -11,9 +12,11 @@ import time
 
 import pytest
 
-from topology import (COLLECTIONS, REPO, TOPOLOGIES, WORKSPACE_IMAGE, Topology, build_workspace_image, random_prefix,
-                      run_module, run_module_direct,
-                      run_playbook, start_podman_service, venv_bin)
+import test_engine as engine_suite
+import test_start_tasks as start_suite
+from test_ssh import bridge_gateway
+from topology import (BASE_IMAGE, COLLECTIONS, REPO, TOPOLOGIES, WORKSPACE_IMAGE, Topology, build_workspace_image,
+                      random_prefix, run_module, run_module_direct, run_playbook, start_podman_service, venv_bin)
 
 MODULE = "perry.fleet.perry_workspace"
 TESTBED_DOCKERD = os.path.join(REPO, "scripts", "testbed", "dockerd")  # how scripts/setup-testbed runs dockerd
@@ -271,3 +274,62 @@ def test_dockerd_restarted_mid_run_converges(prefix_docker, worker_artifacts):
     assert docker.cli("exec", cname, "cat", "/home/workspace/data").stdout.strip() == "precious"
     healthy = run_module("perry.fleet.perry_worker_health", {"name": name, "timeout": 60}, docker)
     assert not healthy.get("failed") and healthy["workspaces"][0]["healthy"], healthy.get("msg")
+
+
+def test_engine_killed_under_a_running_workspace_is_reported_and_reconnected_with_its_images(rootful, prefix_rootful):
+    """SIGKILL of a workspace's own engine (perry-engine-<name>): the workspace and its worker stay up, docker inside
+    fails fast with the engine's words (no hang), health reports the engine down, and the next converge restarts it
+    on the same storage (the image loaded before is still there) and the same socket."""
+    converge, docker, out_of, report = (engine_suite.converge, engine_suite.docker, engine_suite.out_of,
+                                        engine_suite.report)
+    image = build_workspace_image(rootful)
+    name = prefix_rootful + "ekill"
+    out = converge(image, [name])
+    assert out["rc"] == 0 and report(out)[name]["engine"] == "up", out["stdout"][-4000:]
+    saved = subprocess.run(["podman", "save", BASE_IMAGE], capture_output=True, timeout=300, check=True).stdout
+    docker(name, "load", stdin=saved, timeout=300)
+
+    rootful.cli("kill", "-s", "KILL", "perry-engine-" + name, timeout=60)
+    started = time.monotonic()
+    res = docker(name, "version", check=False, timeout=60)
+    assert res.returncode != 0 and time.monotonic() - started < 30, res.stderr[-500:]
+    assert b"Cannot connect" in res.stderr or b"connection refused" in res.stderr.lower(), res.stderr[-500:]
+    health = run_module("perry.fleet.perry_worker_health", {"runtime": "podman", "names": [name], "timeout": 30},
+                        rootful)
+    [row] = health["workspaces"]
+    assert row["healthy"] is True and row["engine"]["reachable"] is False, row
+    assert "ECONNREFUSED" in row["engine"]["error"], row["engine"]
+
+    out = converge(image, [name])
+    assert out["rc"] == 0 and report(out)[name]["engine"] == "up", out["stdout"][-4000:]
+    assert BASE_IMAGE.split("/")[-1] in out_of(docker(name, "images", "--format", "{{.Repository}}:{{.Tag}}"))
+    assert out_of(docker(name, "run", "--rm", BASE_IMAGE, "echo", "back")).strip() == "back"
+
+
+def test_clone_from_a_server_that_never_answers_is_bounded_reported_and_the_workspace_stays_up(rootful,
+                                                                                                 prefix_rootful):
+    """A git server that accepts the connection and then says nothing (a hung proxy, a dead network path): the clone
+    is cut at perry_workspace_repo_clone_timeout, the role reports INIT failed with the reason and returns; the
+    workspace is running and healthy, nothing half-cloned is left in ~, and the next start retries."""
+    converge, report = start_suite.converge, start_suite.report
+    image = build_workspace_image(rootful)
+    name = prefix_rootful + "hang"
+    silent = socket.socket()
+    silent.bind((bridge_gateway(), 0))
+    silent.listen(16)   # the kernel completes the handshakes; nobody ever reads or writes
+    url = "http://%s:%d/app.git" % silent.getsockname()
+    try:
+        started = time.monotonic()
+        out = converge(image, [{"name": name, "repo_url": url}], perry_workspace_repo_clone_timeout=5)
+        took = time.monotonic() - started
+        assert out["rc"] == 0, out["stdout"][-4000:]
+        row = report(out)[name]
+        assert row["running"] is True and row["healthy"] is True and row["init"] == "failed", row
+        assert "git clone %s failed" % url in row["init_problems"][0], row
+        assert took < 240, took
+        home = rootful.cli("exec", "-u", "workspace", "workspace-" + name, "ls", "-A", "/home/workspace").stdout
+        assert "app" not in home.split(), home
+        log = rootful.cli("exec", "workspace-" + name, "cat", "/home/workspace/.cache/perry/post-start.log").stdout
+        assert "timeout 5 s" in log and "clone FAILED" in log, log[-2000:]
+    finally:
+        silent.close()
