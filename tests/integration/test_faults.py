@@ -302,12 +302,12 @@ def test_engine_killed_under_a_running_workspace_is_reported_and_reconnected_wit
 
     out = converge(image, [name])
     assert out["rc"] == 0 and report(out)[name]["engine"] == "up", out["stdout"][-4000:]
-    assert BASE_IMAGE.split("/")[-1] in out_of(docker(name, "images", "--format", "{{.Repository}}:{{.Tag}}"))
+    assert BASE_IMAGE.rsplit("/", maxsplit=1)[-1] in out_of(docker(name, "images", "--format", "{{.Repository}}:{{.Tag}}"))
     assert out_of(docker(name, "run", "--rm", BASE_IMAGE, "echo", "back")).strip() == "back"
 
 
-def test_clone_from_a_server_that_never_answers_is_bounded_reported_and_the_workspace_stays_up(rootful,
-                                                                                                 prefix_rootful):
+def test_clone_from_a_server_that_never_answers_is_bounded_reported_and_the_workspace_stays_up(
+        rootful, prefix_rootful):
     """A git server that accepts the connection and then says nothing (a hung proxy, a dead network path): the clone
     is cut at perry_workspace_repo_clone_timeout, the role reports INIT failed with the reason and returns; the
     workspace is running and healthy, nothing half-cloned is left in ~, and the next start retries."""
