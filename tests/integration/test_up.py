@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 
 import pytest
@@ -49,6 +50,7 @@ def test_scripts_up_gives_a_dev_box_with_engine_repo_post_start_and_ssh(tmp_path
     # WORKSPACE RUNNING SSH WORKER HEALTHY VERSION TRANSPORT ENGINE SESSIONS INIT LOGIN
     assert row[1] == "True" and row[4] == "True" and row[7] == "up" and row[9] == "ok", row
     port = int(row[2])
+    assert row[-4:] == ["ssh", "-p", str(port), "workspace@" + socket.gethostname()], row  # the LOGIN line
 
     # its own engine: an image loaded into it from outside, run from inside
     tar = str(tmp_path / "base.tar")
