@@ -6,7 +6,7 @@ import json
 import re
 import subprocess
 
-from topology import REPO, TOPOLOGIES, build_workspace_image, random_prefix, venv_bin
+from topology import AGENTS_OFF, REPO, TOPOLOGIES, build_workspace_image, random_prefix, venv_bin
 
 
 def playbook(*args, timeout=1800):
@@ -20,9 +20,7 @@ def test_site_provisions_idempotently_and_teardown_keeps_volumes_unless_purged()
     podman = TOPOLOGIES["podman-rootful"]
     build_workspace_image(podman)  # warms the cache with the tests' image settings (agents off)
     name = random_prefix() + "site"
-    extra = json.dumps({"runtime": "podman", "perry_workspace_list": [{"name": name}],
-                        "perry_image_claude_code_version": "", "perry_image_opencode_version": "",
-                        "perry_image_codex_version": "", "perry_image_pi_version": "", "perry_image_gh_version": ""})
+    extra = json.dumps(dict(AGENTS_OFF, runtime="podman", perry_workspace_list=[{"name": name}]))
     try:
         out = playbook("site.yml", "-e", extra)
         row = [ln.split() for ln in out.splitlines() if ln.strip().startswith(name + " ")][-1]

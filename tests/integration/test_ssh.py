@@ -4,21 +4,22 @@ login refused, a private key refused before anything is created."""
 
 from __future__ import annotations
 
-import json
+import os
 import subprocess
 
 import pytest
 
-from topology import TOPOLOGIES, build_workspace_image, random_prefix, run_playbook
+from topology import REPO, TOPOLOGIES, build_workspace_image, random_prefix, run_playbook
 
 TOPO = TOPOLOGIES["podman-rootful"]
 ROLE = [{"name": "workspace", "ansible.builtin.include_role": {"name": "perry.fleet.workspace"}}]
 
 
 def bridge_gateway() -> str:
-    """The default podman network's gateway: an address of this host on a bridge the test bed's podman made."""
-    net = json.loads(TOPO.cli("network", "inspect", "podman", timeout=30).stdout)[0]
-    return net["subnets"][0]["gateway"]
+    """The default podman network's gateway: an address of this host on a bridge the test bed's podman made (asked
+    of the test bed's git server script, which serves on it and makes sure the bridge is up)."""
+    return subprocess.run([os.path.join(REPO, "scripts", "testbed", "gitd"), "gateway", "podman"], capture_output=True,
+                          text=True, check=True, timeout=60).stdout.strip()
 
 
 def keypair(tmp_path, name) -> tuple:

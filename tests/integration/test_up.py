@@ -16,11 +16,9 @@ import subprocess
 import pytest
 
 from test_ssh import bridge_gateway, keypair, ssh
-from topology import BASE_IMAGE, REPO, TOPOLOGIES, build_workspace_image, venv_bin
+from topology import AGENTS_OFF, BASE_IMAGE, REPO, TOPOLOGIES, build_workspace_image, venv_bin
 
 TOPO = TOPOLOGIES["podman-rootful"]
-# Agents are not what this test is about; without them the image is the one the other tests cached.
-AGENTS_OFF = {"perry_image_%s_version" % a: "" for a in ("claude_code", "opencode", "codex", "pi", "gh")}
 
 
 def inside(script, timeout=120, stdin=None) -> subprocess.CompletedProcess:
@@ -42,6 +40,7 @@ def main_job_workspace():
 def test_scripts_up_gives_a_dev_box_with_engine_repo_post_start_and_ssh(tmp_path, main_job_workspace):
     build_workspace_image(TOPO)  # the agents-off image, cached by content hash (scripts/up finds it)
     key, pub = keypair(tmp_path, "developer")
+    # agents are not what this test is about; without them the image is the one the other tests cached
     extra = dict(AGENTS_OFF, perry_workspace_ssh_authorize=[pub])
     proc = subprocess.run([os.path.join(REPO, "scripts", "up"), "-e", json.dumps(extra)], cwd=REPO,
                           capture_output=True, text=True, timeout=1800, check=False)
