@@ -13,16 +13,21 @@ BUN_VERSION="1.4.4"
 BUN="$PERRY_FLEET_HOME/bun/node_modules/bun/bin/bun.exe"  
 BASE_IMAGE="localhost/perry-base:bookworm"
 ROOTLESS_USER="${PERRY_ROOTLESS_USER:-perry-rootless}"
+# A second rootless user: the podman-rootless Molecule scenario gives each of the two its own workspace and the
+# user's own podman (perry_workspace_engine=user_socket), and checks that neither reaches the other's.
+ROOTLESS_USER2="${PERRY_ROOTLESS_USER2:-perry-rootless2}"
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 2; }
 
-# Run a command as the rootless test user with a usable XDG_RUNTIME_DIR (there is no systemd/logind here).
-as_rootless() {
-  local uid; uid="$(id -u "$ROOTLESS_USER")"
-  runuser -u "$ROOTLESS_USER" -- env -i HOME="$(getent passwd "$ROOTLESS_USER" | cut -d: -f6)" \
+# Run a command as a rootless test user with a usable XDG_RUNTIME_DIR (there is no systemd/logind here).
+as_rootless_user() {
+  local user="$1" uid; shift
+  uid="$(id -u "$user")"
+  runuser -u "$user" -- env -i HOME="$(getent passwd "$user" | cut -d: -f6)" \
     PATH=/usr/local/bin:/usr/bin:/bin XDG_RUNTIME_DIR="/run/user/$uid" "$@"
 }
+as_rootless() { as_rootless_user "$ROOTLESS_USER" "$@"; }
 
 # Collections tree ansible uses: this checkout (linked as perry.fleet inside it, so two checkouts on
 # one machine never see each other's code) + the ones bundled in the ansible package.

@@ -75,6 +75,19 @@ options:
     type: str
     aliases:
     - docker_host
+  user_engine_socket:
+    description:
+    - 'Rootless O(runtime=podman) only: path on this host of the API socket of the user''s own rootless podman (for example
+      C(/run/user/1000/podman/podman.sock), served by C(systemctl --user enable --now podman.socket) or C(podman system
+      service --time=0)), given to the workspace as its container engine. Its directory is mounted at C(/run/perry-user-engine),
+      where only the container''s root (that host user) may open it; the entrypoint relays it to the workspace user at C(/run/perry-engine/podman.sock),
+      the workspace''s C(DOCKER_HOST).'
+    - 'Whoever holds that socket holds every container of the user: so a workspace with it must be the only workspace of
+      that user''s podman (refused, before anything is created, while another one exists or is listed). A socket owned by
+      root is refused: root''s engine is root on the host.'
+    - 'Mutually exclusive with O(workspace_docker_host). Part of the spec: setting or changing it recreates the container
+      (volumes are kept).'
+    type: str
   privileged:
     description:
     - Run privileged. Defaults to the runtime profile (V(true) for docker, V(false) for podman); V(true) is refused for
@@ -273,6 +286,10 @@ options:
         type: str
         aliases:
         - docker_host
+      user_engine_socket:
+        description:
+        - Overrides O(user_engine_socket).
+        type: str
       privileged:
         description:
         - Overrides O(privileged).

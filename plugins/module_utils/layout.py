@@ -103,6 +103,13 @@ ENGINE_DOCKER_HOST = "unix://" + ENGINE_SOCKET_DIR + "/podman.sock"
 LABEL_ENGINE_OF = "perry.fleet.engine-of"
 
 
+# A rootless workspace given its user's own podman (perry_workspace's user_engine_socket): the directory of that
+# user's API socket, bind-mounted where only the container's root (= that user) may open it; the workspace's
+# entrypoint relays the socket named in USER_ENGINE_RELAY_ENV to ENGINE_DOCKER_HOST for the workspace user.
+USER_ENGINE_DIR = "/run/perry-user-engine"
+USER_ENGINE_RELAY_ENV = "PERRY_ENGINE_RELAY"
+
+
 def engine_names(name: str) -> dict:
     """The engine's container, network and volumes for workspace ``name``."""
     base = ENGINE_PREFIX + name

@@ -167,7 +167,7 @@ class WorkspaceManager:
             ssh_port=item.get("ssh_port") or before_ports.get("ssh"),
             worker_port=(item.get("worker_port") or before_ports.get("worker")) if self.profile.publish_worker_port else None,
             user_labels=item.get("labels") or {}, extra_ports=item.get("ports") or [],
-            mounts=item.get("mounts") or [],
+            mounts=item.get("mounts") or [], user_engine_socket=item.get("user_engine_socket"),
         )
 
     # -- applying -------------------------------------------------------------------------------
@@ -180,6 +180,7 @@ class WorkspaceManager:
         creating = [p for p in plans if p.spec is not None and p.needs_create]
         if creating:
             self.lifecycle.check_volumes(creating)
+            self._check_user_engine_alone(plans)
         for plan in plans:
             self._finish_interrupted_recreate(plan)
         if creating and not self.settings.check_mode:
@@ -209,6 +210,33 @@ class WorkspaceManager:
             self._sync_workers(plans)
         self._sync_files(plans)
         return [self._result(p) for p in plans]
+
+    def _check_user_engine_alone(self, plans: list) -> None:
+        """A workspace given its user's own podman (user_engine_socket) can exec into every container of that
+        podman: refuse any run that would leave it beside another workspace there (either one being created)."""
+        listed = {p.name: p for p in plans}
+        managed = {labels(c).get(layout.LABEL_NAME) or c.get("Name", "").lstrip("/"): c
+                   for c in self.engine.list_containers(timeout=self.settings.engine_timeout,
+                                                        label=layout.LABEL_SPEC_HASH)}
+        holders, remaining = [], []
+        for name in sorted(set(managed) | set(listed)):
+            plan = listed.get(name)
+            if plan is not None and plan.item["state"] == "absent":
+                continue
+            remaining.append(name)
+            if plan is not None:
+                has_socket = bool(plan.spec.user_engine_socket)
+            else:
+                has_socket = any(m.get("Destination") == layout.USER_ENGINE_DIR for m in managed[name].get("Mounts") or [])
+            if has_socket:
+                holders.append(name)
+        if holders and len(remaining) > 1:
+            raise WorkspaceError(
+                "workspace %s gets the user's own podman (user_engine_socket), and that podman would also hold %s: "
+                "the socket reaches every container of the user, other workspaces included. A workspace with the "
+                "user's socket must be the only one of its host user: run the others as another host user, or give "
+                "%s no engine. Nothing was created."
+                % (holders[0], ", ".join(n for n in remaining if n != holders[0]), holders[0]))
 
     def _create_and_start(self, plan: Plan) -> None:
         self.lifecycle.create(plan)

@@ -14,8 +14,10 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import os
 import posixpath
 import re
+import stat
 from dataclasses import dataclass, field
 
 from ansible_collections.perry.fleet.plugins.module_utils import layout
@@ -180,6 +182,18 @@ WORKSPACE_OPTIONS = (
         "This is not the engine the module talks to: that is O(engine_url).",
         "The alias C(docker_host) (the name until 0.1.0, which community.docker users read as the daemon to talk to) "
         "is deprecated and will be removed in 2.0.0.",), deprecated_aliases=(("docker_host", "2.0.0"),)),
+    Option("user_engine_socket", "str", (
+        "Rootless O(runtime=podman) only: path on this host of the API socket of the user's own rootless podman "
+        "(for example C(/run/user/1000/podman/podman.sock), served by C(systemctl --user enable --now podman.socket) "
+        "or C(podman system service --time=0)), given to the workspace as its container engine. Its directory is "
+        "mounted at C(/run/perry-user-engine), where only the container's root (that host user) may open it; the "
+        "entrypoint relays it to the workspace user at C(/run/perry-engine/podman.sock), the workspace's "
+        "C(DOCKER_HOST).",
+        "Whoever holds that socket holds every container of the user: so a workspace with it must be the only "
+        "workspace of that user's podman (refused, before anything is created, while another one exists or is "
+        "listed). A socket owned by root is refused: root's engine is root on the host.",
+        "Mutually exclusive with O(workspace_docker_host). Part of the spec: setting or changing it recreates the "
+        "container (volumes are kept).",)),
     Option("privileged", "bool", (
         "Run privileged. Defaults to the runtime profile (V(true) for docker, V(false) for podman); V(true) is "
         "refused for podman.",)),
@@ -430,6 +444,34 @@ def validate_ports(ports, bind_address: str, own: dict) -> list:
     return sorted(out, key=lambda p: (p["host_port"], p["protocol"]))
 
 
+SOCKET_PATH_RE = re.compile(r"^/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+$")
+
+
+def validate_user_engine_socket(path, item: dict, profile: RuntimeProfile) -> str:
+    """The user's own podman socket for a rootless workspace: a socket of a user other than root, on this host."""
+    if not profile.forward_docker_host:
+        raise SpecError("user_engine_socket is for runtime=podman (rootless) workspaces; runtime=%s workspaces run "
+                        "their own engine (Docker-in-Docker). Unset it or use runtime=podman." % profile.name)
+    if item.get("workspace_docker_host"):
+        raise SpecError("user_engine_socket and workspace_docker_host both name the workspace's engine: set one")
+    if not isinstance(path, str) or not SOCKET_PATH_RE.match(path) or "/../" in path + "/" or "/./" in path + "/":
+        raise SpecError("user_engine_socket %r must be an absolute path of letters, digits, '.', '_', '-' and '/', "
+                        "e.g. /run/user/1000/podman/podman.sock" % (path,))
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise SpecError("user_engine_socket %s: %s. Start the user's podman API service (systemctl --user enable "
+                        "--now podman.socket, or podman system service --time=0 unix://%s) as that user"
+                        % (path, exc.strerror, path)) from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise SpecError("user_engine_socket %s is not a socket: give the path of the user's podman API socket "
+                        "(podman info --format '{{.Host.RemoteSocket.Path}}', as that user)" % path)
+    if st.st_uid == 0:
+        raise SpecError("user_engine_socket %s belongs to root: root's engine socket is root on this host and is "
+                        "never given to a workspace. Use the rootless user's own socket" % path)
+    return path
+
+
 VOLUME_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # Where an extra mount would hide or replace what the image or perry.fleet put there.
 _SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/sbin", "/sys", "/usr",
@@ -500,6 +542,8 @@ def validate_item(item: dict, profile: RuntimeProfile, ssh_port_range: tuple, wo
                 "workspace_docker_host (docker_host) is forwarded only with runtime=podman; runtime=%s workspaces run "
                 "their own engine (Docker-in-Docker). Unset it or use runtime=podman." % profile.name)
         validate_engine_url(item["workspace_docker_host"], "workspace_docker_host")
+    if item.get("user_engine_socket") is not None:
+        item["user_engine_socket"] = validate_user_engine_socket(item["user_engine_socket"], item, profile)
     memory = item.get("memory")
     if memory is not None and not MEMORY_RE.match(str(memory)):
         raise SpecError("memory %r is invalid: use a number with an optional unit b, k, m or g (e.g. 4g)" % memory)
@@ -581,6 +625,7 @@ class WorkspaceSpec:
     user_labels: dict = field(default_factory=dict)
     extra_ports: list = field(default_factory=list)   # validate_ports' dicts
     mounts: list = field(default_factory=list)        # validate_mounts' dicts
+    user_engine_socket: str | None = None            # the user's own podman socket, relayed inside
 
     @property
     def container(self) -> str:
@@ -596,6 +641,9 @@ class WorkspaceSpec:
         env = startup_env(self.env)
         if self.profile.forward_docker_host and self.docker_host:
             env["DOCKER_HOST"] = self.docker_host
+        if self.user_engine_socket:
+            env["DOCKER_HOST"] = layout.ENGINE_DOCKER_HOST
+            env[layout.USER_ENGINE_RELAY_ENV] = layout.USER_ENGINE_DIR + "/" + posixpath.basename(self.user_engine_socket)
         # The worker's token (worker_auth.py); not in the spec hash: it is a function of the name and the host key.
         env[worker_auth.TOKEN_ENV] = worker_auth.token(self.name, worker_auth.host_key())
         return env
@@ -622,6 +670,8 @@ class WorkspaceSpec:
             out["ports"]["extra"] = [dict(p) for p in self.extra_ports]
         if self.mounts:
             out["mounts"] = [dict(m) for m in self.mounts]
+        if self.user_engine_socket:
+            out["user_engine_socket"] = self.user_engine_socket
         return out
 
     @property
@@ -740,6 +790,9 @@ class WorkspaceSpec:
             args += ["-v", "%s:%s:rw" % (self.volumes["docker"], layout.DIND_MOUNT)]
         for m in self.mounts:
             args += ["-v", "%s:%s:%s" % (m["source"], m["target"], "ro" if m["readonly"] else "rw")]
+        if self.user_engine_socket:
+            # the socket's directory, not the socket: a restarted service makes a new socket there
+            args += ["-v", "%s:%s:rw" % (posixpath.dirname(self.user_engine_socket), layout.USER_ENGINE_DIR)]
         args += ["-p", "%s:%d:%d/tcp" % (self.bind_address, self.ssh_port, layout.SSH_PORT)]
         if self.profile.publish_worker_port and self.worker_port:
             # The worker has no auth: loopback only, whatever bind_address says.

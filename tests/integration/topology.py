@@ -155,6 +155,8 @@ _BUILDERS = {
     "docker": {"perry_image_engine": "docker", "perry_image_engine_cli": "/usr/bin/docker", "perry_image_runtime": "docker"},
 }
 _built: dict = {}
+# The image role's optional tools, all off: most tests skip them to keep builds short (site.yml installs them).
+AGENTS_OFF = {"perry_image_%s_version" % a: "" for a in ("claude_code", "opencode", "codex", "pi", "gh")}
 
 
 def build_workspace_image(topology, agents: bool = False) -> str:
@@ -174,8 +176,7 @@ def build_workspace_image(topology, agents: bool = False) -> str:
         "perry_image_ca_certificates": sorted(glob.glob("/usr/local/share/ca-certificates/*.crt")),
     })
     if not agents:
-        # Agents are optional; most tests skip them to keep builds short (site.yml installs them).
-        extra.update({"perry_image_%s_version" % a: "" for a in ("claude_code", "opencode", "codex", "pi", "gh")})
+        extra.update(AGENTS_OFF)
     out = run_playbook([{"name": "image", "ansible.builtin.include_role": {"name": "perry.fleet.image"}}],
                        topology if topology.become_user else None, extra_vars=extra, timeout=3000)
     if out["rc"] != 0:
@@ -211,17 +212,22 @@ def run_module_direct(module: str, args: dict, timeout: float = 120, check: bool
     return result, elapsed
 
 
-def start_podman_service(socket_path: str = PODMAN_SOCKET, timeout: float = 30) -> subprocess.Popen:
-    """`podman system service` on socket_path, answering the docker CLI, or RuntimeError.
+def start_podman_service(socket_path: str = PODMAN_SOCKET, timeout: float = 30, user: str | None = None) -> subprocess.Popen:
+    """`podman system service` on socket_path (as ``user``'s rootless podman when given), answering the docker CLI,
+    or RuntimeError.
 
     Tests that stop the service must use their own socket_path: the shared one serves the
     docker-cli-podman topology for the whole session."""
     import time
-    os.makedirs(os.path.dirname(socket_path), exist_ok=True)
+    prefix = []
+    if user:
+        uid = int(subprocess.run(["id", "-u", user], capture_output=True, text=True, check=True, timeout=10).stdout)
+        prefix = ["runuser", "-u", user, "--", "env", "XDG_RUNTIME_DIR=/run/user/%d" % uid, "HOME=/home/%s" % user]
+    subprocess.run(prefix + ["mkdir", "-p", os.path.dirname(socket_path)], check=True, timeout=10)
     if os.path.exists(socket_path):
         os.unlink(socket_path)
-    proc = subprocess.Popen(["podman", "system", "service", "--time=0", "unix://" + socket_path],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(prefix + ["podman", "system", "service", "--time=0", "unix://" + socket_path],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, cwd="/")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if os.path.exists(socket_path):

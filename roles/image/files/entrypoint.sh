@@ -4,8 +4,10 @@
 #     perry_workspace writes secrets.env in place) -> ~workspace/.config/perry/secrets.env (0600), then removed
 #     from the env of everything started here
 #  2. SSH_PUBLIC_KEY -> ~workspace/.ssh/authorized_keys
-#  3. engine: DOCKER_HOST set -> external engine, no dockerd; else start dockerd (DinD) and wait up to
-#     PERRY_DOCKERD_WAIT s (default 30). A failing dockerd is logged and the container STAYS UP (no restart loop).
+#  3. engine: DOCKER_HOST set -> external engine, no dockerd (with PERRY_ENGINE_RELAY, the user's own podman socket
+#     mounted for root only, socat relays it to DOCKER_HOST's socket, owned by workspace 0600; restarted if it dies);
+#     else start dockerd (DinD) and wait up to PERRY_DOCKERD_WAIT s (default 30). A failing dockerd is logged and
+#     the container STAYS UP (no restart loop).
 #  4. sshd (host keys generated here when missing; the image ships none)
 #  5. supervise `/usr/local/bin/perry worker serve` as user workspace (pidfile, restart within ~2 s); before that,
 #     PERRY_WORKER_TOKEN (the host-derived per-workspace token) -> /etc/perry/worker.auth (root:workspace 0640,
@@ -68,7 +70,7 @@ done
 
 # Never in /etc/environment: per-process/session values and our own control variables.
 DENY=" HOME HOSTNAME USER LOGNAME SHELL TERM PWD OLDPWD SHLVL _ container PERRY_SECRET_ENV_KEYS SSH_PUBLIC_KEY \
-PERRY_WORKER_TOKEN \
+PERRY_WORKER_TOKEN PERRY_ENGINE_RELAY \
 SSH_CLIENT SSH_CONNECTION SSH_TTY SSH_AUTH_SOCK MAIL "
 
 write_env_files() {
@@ -135,6 +137,9 @@ install_ssh_key() {
 
 # ---------------------------------------------------------------- 3. engine
 DOCKERD_PID=""
+RELAY_PID=""
+RELAY_LOG=/var/log/perry-engine-relay.log
+ENGINE_RELAY="${PERRY_ENGINE_RELAY:-}"
 ENGINE_MODE=none
 has_cap_sys_admin() {
   local eff
@@ -147,11 +152,26 @@ start_dockerd() {
   setsid dockerd --host=unix:///var/run/docker.sock ${PERRY_DOCKERD_ARGS:-} >>"$DOCKERD_LOG" 2>&1 </dev/null &
   DOCKERD_PID=$!
 }
+# The user's own podman socket is mounted where only root (here: that host user) may open it; the workspace user
+# gets a relay of it at DOCKER_HOST's path, in a root-owned directory (nothing the user could have planted there).
+start_engine_relay() {
+  local listen="${DOCKER_HOST#unix://}"
+  if ! command -v socat >/dev/null 2>&1; then
+    log "engine: PERRY_ENGINE_RELAY is set but this image has no socat; rebuild it with the perry.fleet.image role"
+    return 0
+  fi
+  install -d -o root -g root -m 0755 "${listen%/*}"
+  setsid socat "UNIX-LISTEN:$listen,fork,unlink-early,user=$WS_USER,group=$WS_USER,mode=0600" \
+    "UNIX-CONNECT:$ENGINE_RELAY" >>"$RELAY_LOG" 2>&1 </dev/null &
+  RELAY_PID=$!
+  log "engine: relaying $ENGINE_RELAY (the user's own podman) to $listen for $WS_USER (socat pid $RELAY_PID)"
+}
 dockerd_ready() { timeout 5 env -u DOCKER_HOST docker version >/dev/null 2>&1; }
 setup_engine() {
   if [ -n "${DOCKER_HOST:-}" ]; then
     ENGINE_MODE=external
     log "engine: external engine at DOCKER_HOST=$DOCKER_HOST; dockerd is not started"
+    [ -n "$ENGINE_RELAY" ] && start_engine_relay
     ( if timeout 10 docker version >/dev/null 2>&1; then log "engine: DOCKER_HOST answers (docker version ok)";
       else log "engine: DOCKER_HOST does not answer yet (docker version failed); the client is $(command -v docker || echo missing)"; fi ) &
     return 0
@@ -268,6 +288,7 @@ shutdown() {
   [ -n "$SLEEP_PID" ] && kill "$SLEEP_PID" 2>/dev/null
   p="$(cat "$WORKER_PIDFILE" 2>/dev/null)"; is_alive "$p" && kill "$p" 2>/dev/null
   p="$(cat /run/sshd.pid 2>/dev/null)"; is_alive "$p" && kill "$p" 2>/dev/null
+  is_alive "$RELAY_PID" && kill "$RELAY_PID" 2>/dev/null
   if is_alive "$DOCKERD_PID"; then
     kill "$DOCKERD_PID" 2>/dev/null
     for _ in $(seq 40); do is_alive "$DOCKERD_PID" || break; sleep 0.2; done
@@ -311,6 +332,7 @@ while :; do
   tick=$((tick + 1))
   [ $((tick % 5)) -eq 0 ] || continue   # every 10 s
   if ! sshd_running; then log "monitor: sshd is not running; restarting"; start_sshd; fi
+  if [ -n "$RELAY_PID" ] && ! is_alive "$RELAY_PID"; then log "monitor: engine relay died; restarting"; start_engine_relay; fi
   if [ "$ENGINE_MODE" = dind ] && ! is_alive "$DOCKERD_PID"; then
     log "monitor: dockerd died; restarting"
     start_dockerd

@@ -481,3 +481,77 @@ def test_creates_run_in_parallel_and_every_failure_is_named():
     with pytest.raises(WorkspaceError, match=r"create failed for 2 workspace\(s\): b: .*refused; c: .*refused"):
         converge(eng, workspaces=[{"name": "a"}, {"name": "b"}, {"name": "c"}])
     assert list(eng.containers) == ["workspace-a"]
+
+
+@pytest.fixture
+def user_socket(monkeypatch):
+    """A path the module sees as a unix socket of a non-root user (os.stat is the host check it makes)."""
+    import os
+    import stat as stat_mod
+    path = "/run/user/1000/podman/podman.sock"
+    real_stat = os.stat
+    fake = os.stat_result((stat_mod.S_IFSOCK | 0o600, 0, 0, 1, 1000, 1000, 0, 0, 0, 0))
+    monkeypatch.setattr(ws.os, "stat", lambda p, *a, **k: fake if p == path else real_stat(p, *a, **k))
+    return path
+
+
+def test_user_engine_socket_mounts_its_directory_for_root_and_relays_it(user_socket):
+    eng = FakeEngine()
+    manager, res = converge(eng, name="solo", user_engine_socket=user_socket)
+    assert manager.changed and "create" in res[0]["actions"]
+    mounts = eng.containers["workspace-solo"]["Mounts"]
+    assert {"Name": "/run/user/1000/podman", "Destination": layout.USER_ENGINE_DIR} in mounts
+    [create] = [c["cmd"] for c in eng.commands if c["cmd"].startswith("fake create")]
+    assert user_socket not in create   # on the create's argv only as the mount of its directory
+    spec = manager_spec(name="solo", user_engine_socket=user_socket)
+    env = spec.container_env()
+    assert env["DOCKER_HOST"] == layout.ENGINE_DOCKER_HOST
+    assert env[layout.USER_ENGINE_RELAY_ENV] == layout.USER_ENGINE_DIR + "/podman.sock"
+    eng.commands.clear()
+    manager, res = converge(eng, name="solo", user_engine_socket=user_socket)
+    assert not manager.changed and res[0]["actions"] == []
+
+
+def manager_spec(**item):
+    settings = Settings(runtime="podman")
+    [validated] = validate(params(**item), settings)
+    return WorkspaceManager(FakeEngine(), settings)._desired_spec(validated, None, None)
+
+
+def test_user_engine_socket_workspace_must_be_alone_in_its_podman(user_socket):
+    eng = FakeEngine()
+    with pytest.raises(WorkspaceError, match="must be the only one of its host user"):
+        converge(eng, workspaces=[{"name": "a", "user_engine_socket": user_socket}, {"name": "b"}])
+    assert eng.containers == {}
+    converge(eng, name="a", user_engine_socket=user_socket)
+    with pytest.raises(WorkspaceError, match="workspace a gets the user's own podman.*also hold b"):
+        converge(eng, name="b")   # a second one beside it, even without an engine
+    assert set(eng.containers) == {"workspace-a"}
+    # removing the holder in the same run lets the other one in
+    converge(eng, workspaces=[{"name": "a", "state": "absent"}, {"name": "b"}])
+    assert set(eng.containers) == {"workspace-b"}
+
+
+@pytest.mark.parametrize("kw, fragment", [
+    ({"user_engine_socket": "relative/podman.sock"}, "must be an absolute path"),
+    ({"user_engine_socket": "/run/user/1000/../0/podman.sock"}, "must be an absolute path"),
+    ({"user_engine_socket": "/nonexistent/podman.sock"}, "Start the user's podman API service"),
+    ({"user_engine_socket": "/etc/hostname"}, "is not a socket"),
+    ({"user_engine_socket": "/run/user/1000/podman/podman.sock", "workspace_docker_host": "tcp://x:2375"}, "set one"),
+])
+def test_user_engine_socket_bad_input_is_refused_before_anything(user_socket, kw, fragment):
+    eng = FakeEngine()
+    with pytest.raises(ws.SpecError, match=fragment):
+        converge(eng, name="solo", **kw)
+    assert eng.commands == []
+
+
+def test_user_engine_socket_of_root_and_of_docker_runtime_refused(monkeypatch):
+    import os
+    import stat as stat_mod
+    root_sock = os.stat_result((stat_mod.S_IFSOCK | 0o660, 0, 0, 1, 0, 0, 0, 0, 0, 0))
+    monkeypatch.setattr(ws.os, "stat", lambda p, *a, **k: root_sock)
+    with pytest.raises(ws.SpecError, match="belongs to root"):
+        converge(FakeEngine(), name="solo", user_engine_socket="/run/podman/podman.sock")
+    with pytest.raises(ws.SpecError, match="for runtime=podman"):
+        converge(FakeEngine(), runtime="docker", name="solo", user_engine_socket="/run/podman/podman.sock")
