@@ -27,7 +27,7 @@ from dataclasses import replace
 
 import pytest
 
-from topology import REPO, TOPOLOGIES, Topology, random_prefix, run_module, run_playbook
+from topology import REPO, TOPOLOGIES, Topology, random_prefix, run_module, run_playbook, start_podman_service
 
 PREFIX = random_prefix()
 IMAGE = "localhost/%shs-worker:test" % PREFIX
@@ -118,23 +118,11 @@ def image():
 @pytest.fixture(scope="session")
 def podman_api():
     """A private rootful podman API socket for the docker CLI (no clash with other suites' sockets)."""
-    os.makedirs(os.path.dirname(SOCKET), exist_ok=True)
-    proc = subprocess.Popen(["podman", "system", "service", "--time=0", "unix://" + SOCKET],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 30
     try:
-        while True:
-            if os.path.exists(SOCKET):
-                probe = subprocess.run(["/usr/bin/docker", "version", "--format", "{{.Server.Version}}"],
-                                       env=dict(os.environ, DOCKER_HOST="unix://" + SOCKET), capture_output=True,
-                                       text=True, timeout=10, check=False)
-                if probe.returncode == 0:
-                    break
-            if proc.poll() is not None:
-                pytest.fail("podman system service exited: %s" % proc.stderr.read().decode()[-2000:])
-            if time.monotonic() > deadline:
-                pytest.fail("podman system service did not answer on %s within 30 s" % SOCKET)
-            time.sleep(0.2)
+        proc = start_podman_service(SOCKET)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
         yield Topology("docker-cli-podman", "podman", "/usr/bin/docker", engine_url="unix://" + SOCKET)
     finally:
         proc.terminate()

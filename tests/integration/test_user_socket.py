@@ -24,8 +24,8 @@ UID = int(subprocess.run(["id", "-u", ROOTLESS_USER], capture_output=True, text=
 SOCKET = "/run/user/%d/perry-test-engine/podman.sock" % UID
 
 
-def converge(image, names, topology=TOPO, **role_vars) -> dict:
-    return run_playbook(ROLE, topology, timeout=900, extra_vars=dict(dict(
+def converge(image, names, topology=TOPO, check=False, **role_vars) -> dict:
+    return run_playbook(ROLE, topology, check=check, timeout=900, extra_vars=dict(dict(
         perry_workspace_runtime="podman", perry_workspace_image=image, perry_workspace_engine="user_socket",
         perry_workspace_user_socket=SOCKET, perry_workspace_list=[{"name": n} for n in names]), **role_vars))
 
@@ -59,10 +59,8 @@ def service():
 
 
 @pytest.fixture
-def prefix():
-    value = random_prefix()
-    yield value
-    TOPO.cleanup(value)
+def topology():
+    return TOPO   # conftest's prefix cleans up on it
 
 
 def test_rootless_workspace_gets_the_users_own_podman_alone(service, prefix):
@@ -72,6 +70,11 @@ def test_rootless_workspace_gets_the_users_own_podman_alone(service, prefix):
     # two workspaces in one user's podman with the user's socket: refused before anything is created
     out = converge(image, [a, b])
     assert out["rc"] != 0 and "must be the only one of its host user" in failure(out), failure(out) or out["stdout"][-3000:]
+    assert ours(prefix) == [], ours(prefix)
+
+    # check mode says it would create it, and creates nothing
+    out = converge(image, [a], check=True)
+    assert out["rc"] == 0, out["stdout"][-4000:]
     assert ours(prefix) == [], ours(prefix)
 
     out = converge(image, [a])
