@@ -12,10 +12,13 @@ VENV="$PERRY_FLEET_HOME/venv-$REQ_HASH"
 BUN_VERSION="1.4.4"
 BUN="$PERRY_FLEET_HOME/bun/node_modules/bun/bin/bun.exe"  
 BASE_IMAGE="localhost/perry-base:bookworm"
-ROOTLESS_USER="${PERRY_ROOTLESS_USER:-perry-rootless}"
-# A second rootless user: the podman-rootless Molecule scenario gives each of the two its own workspace and the
-# user's own podman (perry_workspace_engine=user_socket), and checks that neither reaches the other's.
-ROOTLESS_USER2="${PERRY_ROOTLESS_USER2:-perry-rootless2}"
+ROOTLESS_USER="${PERRY_ROOTLESS_USER:-perry-rootless}"   # the integration tests' rootless topology
+# Users whose workspace gets the user's own podman (perry_workspace_engine=user_socket), which must be alone in that
+# podman: tests/integration/test_user_socket.py's, and the two hosts of the podman-rootless Molecule scenario. Each
+# has its own, so they run beside the rootless tests (pytest -n) and a workspace one of them left never blocks another.
+USER_SOCKET_TEST_USER="${PERRY_USER_SOCKET_TEST_USER:-perry-rootless2}"
+MOLECULE_ROOTLESS_USERS=(perry-rootless3 perry-rootless4)
+ROOTLESS_USERS=("$ROOTLESS_USER" "$USER_SOCKET_TEST_USER" "${MOLECULE_ROOTLESS_USERS[@]}")
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 2; }

@@ -7,8 +7,12 @@ cd "$(dirname "$0")"
 cache="${1:?usage: build-cached.sh CACHE_DIR}"
 hash=$(find src build.sh -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
 out="$cache/$hash"
+mkdir -p "$cache"
+# One build at a time (parallel test processes ask at once): the others wait, then find it complete. Without the lock
+# a second build's final rm -rf would pull the first one's files from under a reader.
+exec 9>"$cache/.lock"
+flock -w 600 9 || { echo "build-cached.sh: waited 600 s for another build of the worker ($cache/.lock)" >&2; exit 1; }
 if [ ! -f "$out/.complete" ]; then
-  mkdir -p "$cache"
   tmp=$(mktemp -d "$cache/.build.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
   # build.sh writes next to itself; build a private copy so concurrent builds cannot collide.

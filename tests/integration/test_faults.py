@@ -36,6 +36,7 @@ def stalled_cli(tmp_path):
     return str(path)
 
 
+@pytest.mark.serial  # a deadline is timed: alone, after the parallel run (scripts/test)
 def test_stalled_engine_fails_within_timeout_plus_one_second(stalled_cli):
     result, elapsed = run_module_direct(MODULE, {"name": "stall", "runtime": "podman", "engine_cli": stalled_cli,
                                                  "image": WORKSPACE_IMAGE, "engine_timeout": 3})
@@ -233,6 +234,7 @@ def prefix_docker():
     TOPOLOGIES["docker"].cleanup(value)
 
 
+@pytest.mark.serial  # stops dockerd, which the parallel tests use: alone, after them (scripts/test)
 def test_dockerd_restarted_mid_run_converges(prefix_docker, worker_artifacts):
     """The real dockerd stops under a docker workspace: perry_workspace and perry_worker_health fail within
     their timeouts + 1 s with the engine's words and delete nothing; once dockerd is back (started as the

@@ -239,6 +239,7 @@ def fake_worker(fleet):
     fleet.healthy([c])
 
 
+@pytest.mark.serial  # a deadline is timed: alone, after the parallel run (scripts/test)
 def test_headers_then_stall_is_not_healthy_on_any_transport(fleet, fake_worker):
     fake_worker("stall")
     for transport in ("exec", "http", "published"):

@@ -311,6 +311,7 @@ FROZEN_CASES = [("docker", "auto"), ("podman-rootless", "exec"), ("podman-rootle
                 ("podman-rootless", "auto"), ("docker-cli-podman", "exec")]
 
 
+@pytest.mark.serial  # a deadline is timed: alone, after the parallel run (scripts/test)
 @pytest.mark.parametrize("topo_name,requested", FROZEN_CASES, ids=["%s-%s" % c for c in FROZEN_CASES])
 def test_frozen_worker_fails_within_timeout_plus_one(fleet, topo_name, requested):
     ws = fleet.workspace(topo_name, "frozen")
@@ -348,6 +349,7 @@ def _sessions_bounded(topo: Topology, ws: dict, requested: str, what: str) -> st
 FROZEN_SESSION_CASES = [c for c in FROZEN_CASES if c != ("podman-rootless", "exec")]
 
 
+@pytest.mark.serial  # a deadline is timed: alone, after the parallel run (scripts/test)
 @pytest.mark.parametrize("topo_name,requested", FROZEN_SESSION_CASES, ids=["%s-%s" % c for c in FROZEN_SESSION_CASES])
 def test_frozen_worker_sessions_fail_within_request_timeout_plus_one(fleet, topo_name, requested):
     ws = fleet.workspace(topo_name, "frozen")
@@ -368,6 +370,7 @@ def _worker_pids(topo: Topology, container: str) -> list:
 KILLED_CASES = [("docker", "auto"), ("podman-rootless", "exec"), ("docker-cli-podman", "published")]
 
 
+@pytest.mark.serial  # a deadline is timed: alone, after the parallel run (scripts/test)
 @pytest.mark.parametrize("topo_name,requested", KILLED_CASES, ids=["%s-%s" % c for c in KILLED_CASES])
 def test_killed_worker_fails_within_timeout_plus_one(fleet, topo_name, requested):
     """SIGKILL of the worker in a workspace without a supervisor: it stays dead, and health and sessions say
@@ -392,6 +395,7 @@ def test_killed_worker_fails_within_timeout_plus_one(fleet, topo_name, requested
     assert not _worker_pids(topo, ws["container"]), "something restarted the worker in an unsupervised workspace"
 
 
+@pytest.mark.serial  # a deadline is timed: alone, after the parallel run (scripts/test)
 def test_killed_worker_is_restarted_by_a_supervisor_and_health_turns_healthy(fleet):
     """With the supervisor (as the image's entrypoint has) a SIGKILLed worker comes back: health waits for it."""
     ws = fleet.workspace("docker", "killsup", publish=False, supervise=True)
@@ -414,6 +418,7 @@ def test_killed_worker_is_restarted_by_a_supervisor_and_health_turns_healthy(fle
     ("perry.fleet.perry_worker_health", {"timeout": 2}),        # the task's deadline bounds the inspect too
     ("perry.fleet.perry_sessions", {"engine_timeout": 2}),      # the inspect is bounded by engine_timeout
 ], ids=["health", "sessions"])
+@pytest.mark.serial  # a deadline is timed: alone, after the parallel run (scripts/test)
 def test_stalled_engine_cli_fails_within_timeout_plus_one(tmp_path, module, args):
     cli = tmp_path / "docker"
     cli.write_text("#!/bin/sh\nexec sleep 3600\n")
@@ -441,6 +446,7 @@ STALL_CASES = [("exec", False), ("auto", False), ("auto", True), ("published", T
                          ids=["health", "sessions"])
 @pytest.mark.parametrize("requested,frozen", STALL_CASES,
                          ids=["%s%s" % (c[0], "-frozen" if c[1] else "") for c in STALL_CASES])
+@pytest.mark.serial  # a deadline is timed: alone, after the parallel run (scripts/test)
 def test_engine_stalling_after_inspect_is_bounded_on_every_transport(fleet, tmp_path, module, requested, frozen):
     ws = fleet.workspace("podman-rootful", "stall")
     real = fleet.topo("podman-rootful")
@@ -476,6 +482,7 @@ def test_engine_stalling_after_inspect_is_bounded_on_every_transport(fleet, tmp_
         assert "timed out" in str(w.get("error")), w
 
 
+@pytest.mark.serial  # a deadline is timed: alone, after the parallel run (scripts/test)
 def test_restart_on_mismatch_supervised_and_unsupervised(fleet):
     topo = fleet.topo("docker")
     for suffix, supervise in (("sup", True), ("nosup", False)):

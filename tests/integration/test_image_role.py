@@ -154,6 +154,7 @@ def engine_for(built):
 
 
 # ------------------------------------------------------------------------------------------------ builds
+@pytest.mark.serial  # a duration is timed: alone, after the parallel run (scripts/test)
 @pytest.mark.parametrize("variant", ["docker", "podman", "podman-rootless"])
 def test_second_run_is_unchanged_and_fast(variant, built, tmp_path):
     first = built(variant)
@@ -244,6 +245,7 @@ def test_sshd_is_key_only(engine_for):
     assert e.sh(name, "pgrep -x sshd").stdout.strip()
 
 
+@pytest.mark.serial  # a deadline is timed: alone, after the parallel run (scripts/test)
 def test_worker_supervisor_restarts_killed_worker(engine_for):
     e = engine_for("docker")
     name = e.start("--env", "DOCKER_HOST=unix:///nonexistent.sock")

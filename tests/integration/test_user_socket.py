@@ -13,12 +13,15 @@ import time
 
 import pytest
 
-from topology import (BASE_IMAGE, ROOTLESS_USER, TOPOLOGIES, build_workspace_image, random_prefix, run_module,
+from topology import (BASE_IMAGE, TOPOLOGIES, USER_SOCKET_TOPOLOGY, build_workspace_image, random_prefix, run_module,
                       run_playbook, start_podman_service)
 
-TOPO = TOPOLOGIES["podman-rootless"]
+# A host user of this test's own (the test bed's USER_SOCKET_TEST_USER): a workspace with the user's socket must be
+# alone in the user's podman, so the rootless topology's user, busy with other tests, cannot be it.
+TOPO = USER_SOCKET_TOPOLOGY
+USER = TOPO.become_user
 ROLE = [{"name": "workspace", "ansible.builtin.include_role": {"name": "perry.fleet.workspace"}}]
-UID = int(subprocess.run(["id", "-u", ROOTLESS_USER], capture_output=True, text=True, check=True, timeout=10).stdout)
+UID = int(subprocess.run(["id", "-u", USER], capture_output=True, text=True, check=True, timeout=10).stdout)
 # A service of this test's own (it stops and restarts it): the test bed's one on the user's default socket
 # (scripts/testbed/user-podman, what the role uses without perry_workspace_user_socket) serves Molecule.
 SOCKET = "/run/user/%d/perry-test-engine/podman.sock" % UID
@@ -51,7 +54,11 @@ def stop_service(proc) -> None:
 
 @pytest.fixture
 def service():
-    proc = start_podman_service(SOCKET, user=ROOTLESS_USER)
+    # the user is this test's alone: a workspace a killed earlier run left there would make every converge refuse
+    left = TOPO.cli("ps", "-a", "-q", "--filter", "label=perry.fleet.spec-hash", check=False).stdout.split()
+    if left:
+        TOPO.cli("rm", "-f", *left, check=False, timeout=300)
+    proc = start_podman_service(SOCKET, user=USER)
     holder = {"proc": proc}
     yield holder
     if holder["proc"].poll() is None:
@@ -113,7 +120,7 @@ def test_rootless_workspace_gets_the_users_own_podman_alone(service, prefix):
     time.sleep(6)   # the worker caches its engine probe for 5 s
     [row] = run_module("perry.fleet.perry_worker_health", {"names": [a]}, TOPO)["workspaces"]
     assert row["healthy"] is True and row["engine"]["reachable"] is False, row
-    service["proc"] = start_podman_service(SOCKET, user=ROOTLESS_USER)
+    service["proc"] = start_podman_service(SOCKET, user=USER)
     time.sleep(6)
     [row] = run_module("perry.fleet.perry_worker_health", {"names": [a]}, TOPO)["workspaces"]
     assert row["engine"]["reachable"] is True, row
@@ -128,8 +135,8 @@ def test_rootless_workspace_gets_the_users_own_podman_alone(service, prefix):
 
 def podman_bytes(*args, stdin=None) -> bytes:
     """The rootless user's podman with binary input and output (image archives)."""
-    argv = ["runuser", "-u", ROOTLESS_USER, "--", "env", "XDG_RUNTIME_DIR=/run/user/%d" % UID,
-            "HOME=/home/" + ROOTLESS_USER, "podman", *args]
+    argv = ["runuser", "-u", USER, "--", "env", "XDG_RUNTIME_DIR=/run/user/%d" % UID,
+            "HOME=/home/" + USER, "podman", *args]
     res = subprocess.run(argv, input=stdin, capture_output=True, timeout=300, check=False, cwd="/")
     assert res.returncode == 0, res.stderr.decode(errors="replace")[-1500:]
     return res.stdout

@@ -9,6 +9,7 @@ Every topology is a real engine on this machine (set up by scripts/setup-testbed
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import json
 import os
@@ -22,7 +23,11 @@ from dataclasses import dataclass, field
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS = os.path.join(REPO, ".collections")  # scripts/setup-testbed links this checkout there
 ROOTLESS_USER = os.environ.get("PERRY_ROOTLESS_USER", "perry-rootless")
-PODMAN_SOCKET = "/run/perry-fleet-test/podman.sock"
+USER_SOCKET_TEST_USER = os.environ.get("PERRY_USER_SOCKET_TEST_USER", "perry-rootless2")  # scripts/lib.sh
+# pytest-xdist runs several test processes at once: each serves the docker-cli-podman topology on its own socket
+# (one process restarting the service on a shared path would cut the others off).
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+PODMAN_SOCKET = "/run/perry-fleet-test/%s/podman.sock" % XDIST_WORKER
 
 
 def venv_bin(tool: str) -> str:
@@ -88,6 +93,10 @@ TOPOLOGIES = {
     "docker": Topology("docker", "docker", "/usr/bin/docker"),
     "docker-cli-podman": Topology("docker-cli-podman", "podman", "/usr/bin/docker", engine_url="unix://" + PODMAN_SOCKET),
 }
+
+# test_user_socket's rootless podman: a user of its own (alone in its podman, as user_socket requires), not a topology
+# every test runs on.
+USER_SOCKET_TOPOLOGY = Topology("podman-rootless", "podman", "podman", become_user=USER_SOCKET_TEST_USER)
 
 
 def random_prefix() -> str:
@@ -155,6 +164,7 @@ _BUILDERS = {
     "docker": {"perry_image_engine": "docker", "perry_image_engine_cli": "/usr/bin/docker", "perry_image_runtime": "docker"},
 }
 _built: dict = {}
+LOCK_DIR = "/run/perry-fleet-test/locks"
 # The image role's optional tools, all off: most tests skip them to keep builds short (site.yml installs them).
 AGENTS_OFF = {"perry_image_%s_version" % a: "" for a in ("claude_code", "opencode", "codex", "pi", "gh")}
 
@@ -163,10 +173,18 @@ def build_workspace_image(topology, agents: bool = False) -> str:
     """Build (or find, by content hash) the workspace image for a topology with roles/image.
 
     ``agents``: with the role's default agents (Claude Code, OpenCode, Codex, pi, gh), tagged WORKSPACE_IMAGE + "-agents"."""
-    store = "rootless" if topology.become_user else _BUILDERS[topology.name]["perry_image_engine"]
+    store = topology.become_user or _BUILDERS[topology.name]["perry_image_engine"]
     image = WORKSPACE_IMAGE + ("-agents" if agents else "")
     if (store, image) in _built:
         return _built[(store, image)]
+    # One build per store and tag at a time across test processes: the others wait, then find it by content hash.
+    os.makedirs(LOCK_DIR, exist_ok=True)
+    with open(os.path.join(LOCK_DIR, "image-%s-%s.lock" % (store, re.sub(r"[^a-z0-9]+", "-", image))), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_workspace_image(topology, store, image, agents)
+
+
+def _build_workspace_image(topology, store: str, image: str, agents: bool) -> str:
     extra = dict(_BUILDERS[topology.name])
     extra.update({
         "perry_image_name": image,
