@@ -158,6 +158,12 @@ class Engine:
         return self.run(["cp", src, "%s:%s" % (container, dest)],
                         timeout=max(timeout or self.default_timeout, COPY_TIMEOUT_FLOOR))
 
+    def store_root(self, timeout: float | None = None) -> str:
+        """Where this engine keeps its containers (podman's graph root, docker's root dir): one value per set of
+        containers, whichever CLI or socket reaches them (the docker CLI on a podman socket says podman's)."""
+        fmt = "{{.Store.GraphRoot}}" if self.kind == "podman" else "{{.DockerRootDir}}"
+        return self.run(["info", "--format", fmt], timeout=timeout).stdout.strip()
+
     def list_containers(self, timeout: float | None = None, label: str | None = None) -> list:
         """Inspect every container (running or stopped), or those carrying ``label`` (KEY=VALUE): 2 calls."""
         args = ["ps", "-a", "-q", "--no-trunc"] + (["--filter", "label=%s" % label] if label else [])

@@ -9,6 +9,11 @@ exists, every container's published ports (running or stopped, from inspect), th
 chosen in this run (claimed or allocated: one port is never given to two workspaces of a run), and a bind
 probe on 0.0.0.0 (catches listeners on any IPv4 address).
 
+The engines of one host cannot see each other's containers (dockerd, root's podman, every user's rootless podman),
+and a stopped container binds nothing, so neither inspect nor the probe sees the ports of another engine's stopped
+workspace: handed out again, they made that workspace unable to start. So each engine's ports are also written,
+under the lock, to a claims file of its own beside the lock (PortClaims), and allocation skips every other engine's.
+
 The lock is host-wide on purpose (ports are host-wide, whichever user or engine asks), so every user must be able
 to open the same file: an existing lock is opened without O_CREAT, because with fs.protected_regular=1 (systemd's
 default) O_CREAT on another user's file in a sticky directory such as /tmp fails even when it exists. It is
@@ -21,6 +26,8 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
+import json
 import os
 import pwd
 import socket
@@ -146,13 +153,115 @@ def lock_holder(fd: int) -> str:
     return "an unknown process"
 
 
-class PortAllocator:
-    """Picks free ports given every container's inspect data; remembers what it handed out."""
+class PortClaims:
+    """The host ports of each engine's containers, running or stopped: one JSON file per engine in a directory beside
+    the host port lock (``/tmp/perry-fleet-ports.claims/`` for the default lock), written under the lock by that
+    engine's runs and read by every other engine's. An engine is named by where it keeps its containers
+    (Engine.store_root) and its user, so two ways to one engine (podman's CLI, the docker CLI on its socket) share one
+    file.
 
-    def __init__(self, containers, probe=None):
+    Claims are advisory and never fail a run: a file that cannot be written is a note, one that is not a small
+    regular JSON file of port numbers is skipped (never followed or waited on). The directory is sticky and
+    world-writable like /tmp, so a user replaces only their own file. A file keeps an engine's ports until its next
+    create (containers removed meanwhile included): ports are held too long, never handed out twice."""
+
+    MAX_BYTES = 64 * 1024
+
+    def __init__(self, lock_path: str, store_root: str, uid: int | None = None):
+        base = lock_path[:-len(".lock")] if lock_path.endswith(".lock") else lock_path
+        self.dir = base + ".claims"
+        self.uid = os.getuid() if uid is None else uid
+        self.engine = store_root
+        self.name = "%d-%s.json" % (self.uid, hashlib.sha256(store_root.encode()).hexdigest()[:16])
+
+    def others(self) -> dict:
+        """port -> who holds it, from every other engine's file."""
+        held = {}
+        try:
+            names = sorted(n for n in os.listdir(self.dir) if n.endswith(".json") and n != self.name)
+        except OSError:
+            return held
+        for name in names:
+            found = self._read(os.path.join(self.dir, name))
+            if found is None:
+                continue
+            doc, owner = found
+            if name.split("-", 1)[0] != str(owner):
+                continue   # a file named for another user's engine: not that engine's claims
+            who = "a container of another engine (%s, uid %d; claims file %s)" % (
+                str(doc.get("engine"))[:200], owner, os.path.join(self.dir, name))
+            for port in doc.get("ports") or []:
+                if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+                    held.setdefault(port, who)
+        return held
+
+    def _read(self, path: str) -> tuple | None:
+        """(document, owner uid) of a small regular JSON file, else None."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > self.MAX_BYTES:
+                return None
+            doc = json.loads(os.read(fd, self.MAX_BYTES + 1).decode("utf-8", "replace"))
+            return (doc, st.st_uid) if isinstance(doc, dict) else None
+        except (OSError, ValueError):
+            return None
+        finally:
+            os.close(fd)
+
+    def record(self, ports) -> str | None:
+        """Write this engine's ports (atomically); a note saying why not, instead of raising."""
+        doc = json.dumps({"engine": self.engine, "uid": self.uid, "ports": sorted(ports)})
+        tmp = os.path.join(self.dir, ".%s.%d.tmp" % (self.name, os.getpid()))
+        try:
+            self._ensure_dir()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            try:
+                os.fchmod(fd, 0o644)   # every user's runs read it
+                os.write(fd, doc.encode())
+            finally:
+                os.close(fd)
+            os.rename(tmp, os.path.join(self.dir, self.name))
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            return ("the ports of this engine's containers were not recorded in %s (%s): other engines on this host "
+                    "may hand out a stopped workspace's ports; make the directory a sticky world-writable one (mode "
+                    "1777) or set port_lock_path elsewhere" % (self.dir, exc.strerror or exc))
+        return None
+
+    def _ensure_dir(self) -> None:
+        try:
+            os.mkdir(self.dir, 0o1777)
+            os.chmod(self.dir, 0o1777)   # whatever the umask: every user writes their own file here
+        except FileExistsError:
+            pass
+        st = os.lstat(self.dir)
+        if not stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.ENOTDIR, "not a directory (a link or file is never followed)")
+
+
+class PortAllocator:
+    """Picks free ports given every container's inspect data and the other engines' claims; remembers what it handed
+    out."""
+
+    def __init__(self, containers, probe=None, claimed: dict | None = None):
         self.holders = port_holders(containers)
+        self.own = set(self.holders)          # this engine's containers' ports, before this run
+        for port, who in (claimed or {}).items():
+            self.holders.setdefault(port, who)
         self.taken = set(self.holders)
         self.probe = probe or bind_probe
+        self.handed = set()                   # allocated or claimed in this run
+
+    def ours(self) -> set:
+        """This engine's ports once the run's containers exist: what PortClaims.record writes."""
+        return self.own | self.handed
 
     def allocate(self, port_range, what: str) -> int:
         lo, hi = port_range
@@ -164,6 +273,7 @@ class PortAllocator:
                 self.taken.add(port)
                 continue
             self.taken.add(port)
+            self.handed.add(port)
             return port
         held = ", ".join("%d=%s" % (p, self.holders.get(p, "this run")) for p in range(lo, hi + 1)[:10])
         raise WorkspaceError(
@@ -183,4 +293,5 @@ class PortAllocator:
                 % (what, port))
         self.holders[port] = owner  # claimed in this run: a second workspace asking for it is refused
         self.taken.add(port)
+        self.handed.add(port)
         return port

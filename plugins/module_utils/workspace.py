@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 
 from ansible_collections.perry.fleet.plugins.module_utils import layout, worker_auth
 from ansible_collections.perry.fleet.plugins.module_utils import workspace_spec as ws
-from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, container_state, labels, short_id
+from ansible_collections.perry.fleet.plugins.module_utils.engine import Engine, container_state, is_local, labels, short_id
 from ansible_collections.perry.fleet.plugins.module_utils.errors import PerryError, SpecError, WorkspaceError
 from ansible_collections.perry.fleet.plugins.module_utils.lifecycle import Lifecycle, replaced_name
 from ansible_collections.perry.fleet.plugins.module_utils.parallel import run_parallel
-from ansible_collections.perry.fleet.plugins.module_utils.ports import DEFAULT_LOCK_PATH, HostPortLock, PortAllocator
+from ansible_collections.perry.fleet.plugins.module_utils.ports import (
+    DEFAULT_LOCK_PATH, HostPortLock, PortAllocator, PortClaims)
 from ansible_collections.perry.fleet.plugins.module_utils.runtime_profile import get_profile
 from ansible_collections.perry.fleet.plugins.module_utils.worker_sync import WorkerArtifact, WorkerSync
 from ansible_collections.perry.fleet.plugins.module_utils.workspace_files import FilesSync, env_file, secrets_file
@@ -287,7 +288,9 @@ class WorkspaceManager:
     def _assign_ports(self, plans: list, allocate: bool = True) -> None:
         """Claim the ports given or kept (all of them before any is allocated), then allocate the rest; check mode
         claims only, so a taken port fails there as it would in the run."""
-        allocator = PortAllocator(self.engine.list_containers(timeout=self.settings.engine_timeout))
+        claims = self._port_claims()
+        allocator = PortAllocator(self.engine.list_containers(timeout=self.settings.engine_timeout),
+                                  claimed=claims.others() if claims else None)
         for plan in plans:
             spec = plan.spec
             if spec.ssh_port:
@@ -305,6 +308,17 @@ class WorkspaceManager:
                 spec.ssh_port = allocator.allocate(self.settings.ssh_port_range, "ssh")
             if self.profile.publish_worker_port and not spec.worker_port:
                 spec.worker_port = allocator.allocate(self.settings.worker_port_range, "worker")
+        # Still under the host port lock: the other engines see these ports before anyone can allocate again.
+        note = claims.record(allocator.ours()) if claims else None
+        if note:
+            plans[0].notes.append(note)
+
+    def _port_claims(self) -> PortClaims | None:
+        """This engine's port claims (ports.PortClaims); None for an engine on another host (tcp://, ssh://), whose
+        ports are not this host's."""
+        if not is_local(self.engine):
+            return None
+        return PortClaims(self.settings.port_lock_path, self.engine.store_root(timeout=self.settings.engine_timeout))
 
     def _converge_state(self, plan: Plan, wait: bool = True) -> None:
         """The one table of state transitions: (wanted state, current state) -> actions."""

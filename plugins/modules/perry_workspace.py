@@ -26,7 +26,8 @@ description:
     collide, the DinD volume of C(x) is C(workspace-x-docker), the home of a workspace C(x-docker)); an unlabelled
     existing one needs O(adopt=true). Every such refusal, like a taken port, comes before anything is created.
   - Ports are allocated under a host-wide lock, consulting every container's published ports (running or stopped),
-    the ports already claimed in this run and a bind probe, and stay stable across recreate.
+    the ports the other engines of this host claimed for theirs (see O(port_lock_path)), the ports already claimed
+    in this run and a bind probe, and stay stable across recreate.
   - Environment and labels reach the engine as anonymous memory files (memfd, passed as C(/dev/fd/N)), so no value
     appears on a command line or in any file on disk, even if the run is killed. Secret values never appear in
     results or diffs.
@@ -79,6 +80,13 @@ options:
         a non-regular file (FIFO) is refused.
       - Any local user can hold the lock and so delay creates; the timeout error names the holding process. Give
         a user's runs a private path to opt out of sharing (port conflicts are then found by the bind probe only).
+      - Beside it, in the directory named like it with C(.claims) for C(.lock) (C(/tmp/perry-fleet-ports.claims),
+        sticky and world-writable like C(/tmp)), every engine a run creates on writes the ports of its containers,
+        running or stopped, to a file of its own; runs on the other engines of the host (dockerd, root's podman,
+        each user's rootless podman, none of which sees another's containers) skip them, so a stopped workspace's
+        ports are not handed to another engine's. Advisory, so a file that cannot be written is a warning and one
+        that is not a small regular JSON file is skipped. A file keeps its engine's ports until that engine's next
+        create.
     type: path
     default: /tmp/perry-fleet-ports.lock
   worker_source:

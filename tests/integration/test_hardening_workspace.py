@@ -272,6 +272,27 @@ def test_a_sticky_port_taken_meanwhile_says_what_to_do(topology_name, prefix_any
     ok(run(topo, {"name": name, "image": image}))
 
 
+def test_a_stopped_workspaces_ports_are_not_handed_out_by_another_engine(prefix_any, tmp_path):
+    """Before: rootful podman's workspace that was not running held its ports where dockerd's runs could not see them
+    (no listener, not a docker container): a docker workspace got the same ports, and the podman one could no longer
+    start. Now every engine's ports are claimed beside the port lock (ports.PortClaims) and the others skip them."""
+    podman, docker = TOPOLOGIES["podman-rootful"], TOPOLOGIES["docker"]
+    ranges = {"ssh_port_range": [2380, 2399], "worker_port_range": [7480, 7500],
+              "port_lock_path": str(tmp_path / "ports.lock")}   # a claims directory of this test's own
+    name_p, name_d = prefix_any(podman) + "claim", prefix_any(docker) + "claim"
+    made = ok(run(podman, dict(ranges, name=name_p, image=build_workspace_image(podman), state="present")))
+    held = made["workspaces"][0]["ports"]
+    assert podman.inspect("workspace-" + name_p)["State"]["Running"] is False   # created: it binds nothing yet
+    other = ok(run(docker, dict(ranges, name=name_d, image=build_workspace_image(docker))))["workspaces"][0]
+    assert other["ports"]["ssh"] != held["ssh"], (held, other["ports"])
+    claims = {f.name: json.loads(f.read_text()) for f in (tmp_path / "ports.claims").glob("*.json")}
+    assert len(claims) == 2, claims   # one file per engine
+    [podman_claims] = [c["ports"] for c in claims.values() if c["engine"] == "/var/lib/containers/storage"]
+    assert {held["ssh"], held["worker"]} <= set(podman_claims), (held, claims)
+    started = ok(run(podman, dict(ranges, name=name_p, image=build_workspace_image(podman))))["workspaces"][0]
+    assert started["running"] and started["ports"] == held, started
+
+
 # ----------------------------------------------------------------------------------------------- defect 8
 @pytest.mark.parametrize("topology_name", ROOT_TOPOLOGIES)
 def test_check_mode_predicts_the_actions_of_a_mixed_fleet(topology_name, worker_artifacts, prefix_any):

@@ -39,6 +39,9 @@ class FakeEngine(EngineVerbs):
         self.commands.append({"cmd": self.describe(["inspect"] + list(names))})
         return _match_names(list(names), list(self.containers.values()) + list(self.images.values()))
 
+    def store_root(self, timeout=None):
+        return "/fake/storage"   # one engine for every fake: its port claims are its own, never another engine's
+
     def list_containers(self, timeout=None, label=None):
         self.commands.append({"cmd": "fake ps"})
         return list(self.containers.values())

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -7,7 +8,7 @@ import time
 import pytest
 
 from ansible_collections.perry.fleet.plugins.module_utils.ports import (
-    HostPortLock, PortAllocator, bind_probe, published_ports)
+    HostPortLock, PortAllocator, PortClaims, bind_probe, published_ports)
 from ansible_collections.perry.fleet.plugins.module_utils.errors import WorkspaceError as PortError
 
 
@@ -142,3 +143,44 @@ def test_lock_timeout_names_the_holder(tmp_path):
         with pytest.raises(PortError, match="held by pid %d" % os.getpid()):
             with HostPortLock(path, timeout=0.2):
                 pass
+
+
+# -- claims: the ports of other engines' containers, running or stopped ------------------------------------------
+def test_claims_written_by_one_engine_are_skipped_by_another(tmp_path):
+    lock = str(tmp_path / "ports.lock")
+    rootless = PortClaims(lock, "/home/u/.local/share/containers/storage")
+    assert rootless.record({2200, 7392}) is None
+    assert (tmp_path / "ports.claims").stat().st_mode & 0o7777 == 0o1777   # sticky, every user writes their own
+    docker = PortClaims(lock, "/var/lib/docker")
+    held = docker.others()
+    assert set(held) == {2200, 7392} and "/home/u/.local/share/containers/storage" in held[2200]
+    assert rootless.others() == {}   # its own file is not another engine's
+    alloc = PortAllocator([container("workspace-d", 2201)], probe=lambda p: True, claimed=held)
+    assert alloc.allocate((2200, 2205), "ssh") == 2202   # 2200: claimed by the other engine; 2201: this engine's
+    with pytest.raises(PortError, match="another engine"):
+        alloc.claim(2200, "ssh", "workspace-x")
+    assert alloc.ours() == {2201, 2202}   # what this engine records: its containers and what the run handed out
+
+
+def test_a_claims_file_that_is_not_a_small_regular_json_file_is_skipped(tmp_path):
+    lock = str(tmp_path / "ports.lock")
+    me = PortClaims(lock, "/var/lib/docker")
+    me.record({2210})
+    claims = tmp_path / "ports.claims"
+    uid = os.getuid()
+    (claims / ("%d-big.json" % uid)).write_text('{"ports": [2201], "pad": "%s"}' % ("x" * PortClaims.MAX_BYTES))
+    (claims / ("%d-bad.json" % uid)).write_text("not json")
+    (claims / ("%d-list.json" % uid)).write_text("[2202]")
+    (claims / ("%d-str.json" % uid)).write_text('{"ports": ["2203", 0, 70000, true]}')
+    os.symlink(str(claims / me.name), str(claims / ("%d-link.json" % uid)))
+    os.mkfifo(str(claims / ("%d-fifo.json" % uid)))
+    (claims / ("%d-ok.json" % (uid + 1))).write_text('{"ports": [2204]}')   # named for another user: not theirs
+    (claims / ("%d-good.json" % uid)).write_text('{"engine": "/x", "ports": [2205]}')
+    other = PortClaims(lock, "/var/lib/containers/storage")
+    assert set(other.others()) == {2205, 2210}   # the good one and the first engine's own; the link to it is skipped
+
+
+def test_claims_that_cannot_be_written_are_a_note_not_a_failure(tmp_path):
+    (tmp_path / "ports.claims").write_text("a file where the directory goes")
+    note = PortClaims(str(tmp_path / "ports.lock"), "/var/lib/docker").record({2200})
+    assert note and "were not recorded" in note and "1777" in note
