@@ -139,11 +139,10 @@ def engine_objects(runtimes=("podman", "docker")) -> list:
     found = []
     for runtime in runtimes:
         topo = TOPOLOGIES["docker" if runtime == "docker" else "podman-rootful"]
-        for what, argv in (("container", ["ps", "-a", "--format", "{{.Names}}"]), ("volume", ["volume", "ls", "-q"]),
-                           ("image", ["images", "--format", "{{.Repository}}"])):
-            res = topo.cli(*argv, check=False, timeout=60)
-            assert res.returncode == 0, res.stderr
-            found += ["%s %s %s" % (runtime, what, n) for n in res.stdout.split()]
+        for what, listed in (("container", topo.cli("ps", "-a", "--format", "{{.Names}}", timeout=60).stdout.split()),
+                             ("volume", topo.volume_names()),
+                             ("image", topo.cli("images", "--format", "{{.Repository}}", timeout=60).stdout.split())):
+            found += ["%s %s %s" % (runtime, what, n) for n in listed]
     return found
 
 

@@ -267,7 +267,7 @@ def test_budget_refusal_creates_nothing_and_defaults_limits(fleet):
     assert "over budget" in msg and "> budget of 2" in msg and "(2 in this run, " in msg, msg
     assert "memory" in msg and "> budget 1g" in msg and msg.endswith("Nothing was created."), msg
     assert not any(TOPO.inspect("workspace-" + n) for n in new), "a workspace was created despite the refusal"
-    assert not any(v.startswith("workspace-" + prefix + "x") for v in TOPO.cli("volume", "ls", "-q").stdout.split())
+    assert not any(v.startswith("workspace-" + prefix + "x") for v in TOPO.volume_names())
 
     # A roomy budget: x is created with the budget's share as its limits.
     ok_vars = dict(base, perry_workspace_list=[{"name": new[0]}],

@@ -63,7 +63,7 @@ def test_every_workspace_has_its_own_engine_isolated_and_following_it(prefix):
         perry_workspace_runtime="podman", perry_workspace_image=image, perry_workspace_list=[{"name": a}]))
     assert out["rc"] == 0, out["stdout"][-4000:]
     made = [n for n in TOPO.cli("ps", "-a", "--format", "{{.Names}}").stdout.split()
-            + TOPO.cli("volume", "ls", "-q").stdout.split()
+            + TOPO.volume_names()
             + TOPO.cli("network", "ls", "--format", "{{.Name}}").stdout.split() if prefix in n]
     assert made == [], made
 
@@ -129,5 +129,5 @@ def test_every_workspace_has_its_own_engine_isolated_and_following_it(prefix):
     out = converge(image, [a, b], perry_workspace_state="absent", perry_workspace_purge=True)
     assert out["rc"] == 0, out["stdout"][-4000:]
     assert TOPO.inspect("perry-engine-" + a) is None and TOPO.inspect("perry-engine-" + b) is None
-    left = TOPO.cli("volume", "ls", "-q").stdout.split() + TOPO.cli("network", "ls", "--format", "{{.Name}}").stdout.split()
+    left = TOPO.volume_names() + TOPO.cli("network", "ls", "--format", "{{.Name}}").stdout.split()
     assert not [n for n in left if n.startswith("perry-engine-" + prefix)], left

@@ -203,13 +203,13 @@ def test_home_volume_removed_out_of_band_is_recreated_and_reported(rootful, pref
     assert not run_module(MODULE, args, rootful).get("failed")
     rootful.cli("exec", cname, "sh", "-c", "echo old > /home/workspace/data")
     gone = run_module(MODULE, dict(args, state="absent"), rootful)
-    assert not gone.get("failed") and cname in rootful.cli("volume", "ls", "-q").stdout.split(), gone.get("msg")
+    assert not gone.get("failed") and cname in rootful.volume_names(), gone.get("msg")
     rootful.cli("volume", "rm", cname)
     again = run_module(MODULE, args, rootful)
     assert not again.get("failed"), again.get("msg")
     w = again["workspaces"][0]
     assert again["changed"] and w["actions"] == ["create volume %s" % cname, "create", "start"] and w["running"], w
-    assert cname in rootful.cli("volume", "ls", "-q").stdout.split()
+    assert cname in rootful.volume_names()
     assert rootful.cli("exec", cname, "ls", "/home/workspace/data", check=False).returncode != 0  # a fresh volume
 
     rootful.cli("volume", "rm", "-f", cname, timeout=120)  # podman: removes the running container with it
@@ -267,7 +267,7 @@ def test_dockerd_restarted_mid_run_converges(prefix_docker, worker_artifacts):
         _testbed_dockerd("start")
     # Nothing was deleted while dockerd was down: the same container and its volumes are there.
     assert docker.inspect(cname)["Id"] == container_id
-    assert {cname, cname + "-docker"} <= set(docker.cli("volume", "ls", "-q").stdout.split())
+    assert {cname, cname + "-docker"} <= set(docker.volume_names())
     back = run_module(MODULE, args, docker)
     assert not back.get("failed"), back.get("msg")
     w = back["workspaces"][0]

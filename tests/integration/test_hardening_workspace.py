@@ -40,8 +40,9 @@ def failed(result: dict, fragment: str) -> str:
 
 
 def names(topology, what: str, prefix: str) -> list:
-    argv = ["ps", "-a", "--format", "{{.Names}}"] if what == "containers" else ["volume", "ls", "-q"]
-    return sorted(n for n in topology.cli(*argv).stdout.split() if prefix in n)
+    found = topology.cli("ps", "-a", "--format", "{{.Names}}").stdout.split() if what == "containers" \
+        else topology.volume_names()
+    return sorted(n for n in found if prefix in n)
 
 
 def home_file(topology, container: str, path: str = "/home/workspace/precious") -> str:
@@ -315,7 +316,7 @@ def test_check_mode_predicts_the_actions_of_a_mixed_fleet(topology_name, worker_
     for kind in ("stopped", "stale-stopped"):
         topo.cli("stop", "-t", "1", "workspace-" + fleet[kind])
     for kind in ("paused", "stale-paused"):
-        topo.cli("pause", "workspace-" + fleet[kind])
+        topo.pause("workspace-" + fleet[kind])
     wanted = [{"name": n} for n in fleet.values()]
     wanted[kinds.index("drifted")]["labels"] = {"drift": "1"}   # (env is applied in place: no recreate)
     # (no_log content is masked everywhere in results: a short content would mask parts of names)

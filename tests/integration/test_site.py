@@ -30,8 +30,8 @@ def test_site_provisions_idempotently_and_teardown_keeps_volumes_unless_purged()
         assert recap and recap.group(1) == "0", again[-3000:]
         playbook("playbooks/teardown.yml", "-e", extra)
         assert podman.inspect("workspace-" + name) is None
-        assert "workspace-" + name in podman.cli("volume", "ls", "-q").stdout.split()
+        assert "workspace-" + name in podman.volume_names()
         playbook("playbooks/teardown.yml", "-e", json.dumps(dict(json.loads(extra), purge=True)))
-        assert "workspace-" + name not in podman.cli("volume", "ls", "-q").stdout.split()
+        assert "workspace-" + name not in podman.volume_names()
     finally:
         podman.cleanup(name)

@@ -43,7 +43,7 @@ def inside(name, script, user="workspace", stdin=None, timeout=180) -> subproces
 
 
 def ours(prefix) -> list:
-    return [n for n in TOPO.cli("ps", "-a", "--format", "{{.Names}}").stdout.split() + TOPO.cli("volume", "ls", "-q").stdout.split()
+    return [n for n in TOPO.cli("ps", "-a", "--format", "{{.Names}}").stdout.split() + TOPO.volume_names()
             if prefix in n]
 
 

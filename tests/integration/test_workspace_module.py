@@ -106,10 +106,10 @@ def test_lifecycle(topology, workspace_image, prefix):
     assert r6["changed"] and topology.inspect(cname) is not None
     ok(run_module(MODULE, {"name": name, "state": "absent"}, topology))
     assert topology.inspect(cname) is None
-    vols = topology.cli("volume", "ls", "-q").stdout.split()
+    vols = topology.volume_names()
     assert cname in vols
     ok(run_module(MODULE, {"name": name, "state": "absent", "purge": True}, topology))
-    vols = topology.cli("volume", "ls", "-q").stdout.split()
+    vols = topology.volume_names()
     assert cname not in vols and cname + "-docker" not in vols
     topology.cli("rmi", new_image, check=False)
 
@@ -120,7 +120,7 @@ def test_check_mode_creates_nothing(topology, workspace_image, prefix):
     volumes = ["workspace-" + name] + (["workspace-%s-docker" % name] if topology.runtime == "docker" else [])
     assert r["changed"] and r["workspaces"][0]["actions"] == ["create volume " + v for v in volumes] + ["create", "start"]
     assert topology.inspect("workspace-" + name) is None
-    assert "workspace-" + name not in topology.cli("volume", "ls", "-q").stdout.split()
+    assert "workspace-" + name not in topology.volume_names()
 
 
 @pytest.mark.parametrize("args,fragment", [
@@ -144,7 +144,7 @@ def test_bad_input_creates_nothing(topology, workspace_image, prefix, args, frag
     r = run_module(MODULE, args, topology)
     assert r.get("failed") and fragment in r["msg"], r.get("msg")
     assert not [n for n in topology.cli("ps", "-a", "--format", "{{.Names}}").stdout.split() if n.startswith("workspace-" + prefix)]
-    assert not [v for v in topology.cli("volume", "ls", "-q").stdout.split() if v.startswith("workspace-" + prefix)]
+    assert not [v for v in topology.volume_names() if v.startswith("workspace-" + prefix)]
 
 
 def test_runtime_specific_refusals(topology, workspace_image, prefix):
@@ -200,7 +200,7 @@ def test_a_paused_workspace_is_paused_for_every_module(topology_name, worker_art
     w = ok(run_module(MODULE, args, topology))["workspaces"][0]
     assert w["worker"]["kind"] == ("binary" if topology.runtime == "docker" else "dist")
     ok(run_module("perry.fleet.perry_worker_health", {"name": name, "timeout": 30}, topology))
-    topology.cli("pause", "workspace-" + name)
+    topology.pause("workspace-" + name)
     info = ok(run_module("perry.fleet.perry_workspace_info", {"names": [name]}, topology))["workspaces"][0]
     assert info["state"] == "paused" and not info["running"], info
     health = run_module("perry.fleet.perry_worker_health", {"name": name, "timeout": 5}, topology)
@@ -210,7 +210,7 @@ def test_a_paused_workspace_is_paused_for_every_module(topology_name, worker_art
     r = ok(run_module(MODULE, args, topology))
     assert r["workspaces"][0]["actions"] == ["unpause"] and r["workspaces"][0]["running"], r["workspaces"]
     ok(run_module("perry.fleet.perry_worker_health", {"name": name, "timeout": 30}, topology))
-    topology.cli("pause", "workspace-" + name)
+    topology.pause("workspace-" + name)
     r = ok(run_module(MODULE, dict(args, state="stopped"), topology))
     assert r["workspaces"][0]["actions"] == ["stop"] and topology.inspect("workspace-" + name)["State"]["Status"] == "exited"
 

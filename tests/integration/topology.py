@@ -18,6 +18,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,6 +35,13 @@ def venv_bin(tool: str) -> str:
     out = subprocess.run(["bash", "-c", "source %s/scripts/lib.sh && echo $VENV" % REPO],
                          capture_output=True, text=True, check=True, timeout=30).stdout.strip()
     return os.path.join(out, "bin", tool)
+
+
+class EngineCLIError(subprocess.CalledProcessError):
+    """A failed engine CLI call whose message carries the engine's own words (CalledProcessError's leaves them out)."""
+
+    def __str__(self) -> str:
+        return "%s stderr: %s" % (super().__str__(), (self.stderr or "").strip()[-2000:])
 
 
 @dataclass
@@ -61,7 +69,33 @@ class Topology:
             uid = int(subprocess.run(["id", "-u", self.become_user], capture_output=True, text=True, check=True).stdout)
             argv = ["runuser", "-u", self.become_user, "--", "env", "XDG_RUNTIME_DIR=/run/user/%d" % uid,
                     "HOME=/home/%s" % self.become_user] + argv
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=check, env=env, input=input)
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, input=input)
+        if check and res.returncode:
+            raise EngineCLIError(res.returncode, argv, res.stdout, res.stderr)
+        return res
+
+    def volume_names(self) -> list[str]:
+        """Every volume's name. podman 4.3's `volume ls` fails with "no such volume" when another process removes
+        a volume while it lists (seen in the parallel suite, reproduced with three remove loops beside it): retry."""
+        for attempt in range(5):
+            res = self.cli("volume", "ls", "-q", check=False)
+            if res.returncode == 0 or "no such volume" not in res.stderr or attempt == 4:
+                break
+            time.sleep(0.2)
+        if res.returncode:
+            raise EngineCLIError(res.returncode, res.args, res.stdout, res.stderr)
+        return res.stdout.split()
+
+    def pause(self, name: str) -> None:
+        """Pause a container, retrying twice: a pause failed once in a loaded parallel run (dockerd, cgroup v1
+        freezer) and the stderr was not kept; a container that is not running fails all three with its state."""
+        for attempt in range(3):
+            res = self.cli("pause", name, check=False)
+            if res.returncode == 0:
+                return
+            time.sleep(1)
+        state = (self.inspect(name) or {}).get("State")
+        raise EngineCLIError(res.returncode, res.args, res.stdout, "%s (state: %s)" % (res.stderr, state))
 
     def inspect(self, name: str) -> dict | None:
         """The container of that name (not the volume that shares it)."""
@@ -77,7 +111,10 @@ class Topology:
         doomed = [n for n in names if n.startswith(patterns)]
         if doomed:
             self.cli("rm", "-f", *doomed, check=False, timeout=300)
-        vols = self.cli("volume", "ls", "-q", check=False).stdout.split()
+        try:
+            vols = self.volume_names()
+        except EngineCLIError:  # cleanup never fails a test; a test that needs the engine reports it itself
+            vols = []
         doomed = [v for v in vols if v.startswith(patterns)]
         if doomed:
             self.cli("volume", "rm", "-f", *doomed, check=False, timeout=300)
