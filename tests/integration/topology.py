@@ -69,7 +69,7 @@ class Topology:
             uid = int(subprocess.run(["id", "-u", self.become_user], capture_output=True, text=True, check=True).stdout)
             argv = ["runuser", "-u", self.become_user, "--", "env", "XDG_RUNTIME_DIR=/run/user/%d" % uid,
                     "HOME=/home/%s" % self.become_user] + argv
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, input=input)
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, input=input, check=False)
         if check and res.returncode:
             raise EngineCLIError(res.returncode, argv, res.stdout, res.stderr)
         return res
