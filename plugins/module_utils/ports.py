@@ -214,7 +214,7 @@ class PortClaims:
 
     def record(self, ports) -> str | None:
         """Write this engine's ports (atomically); a note saying why not, instead of raising."""
-        doc = json.dumps({"engine": self.engine, "uid": self.uid, "ports": sorted(ports)})
+        doc = json.dumps({"engine": self.engine, "ports": sorted(ports)})   # the owner is the file's (fstat)
         tmp = os.path.join(self.dir, ".%s.%d.tmp" % (self.name, os.getpid()))
         try:
             self._ensure_dir()

@@ -66,7 +66,8 @@ class Topology:
         if self.engine_url and self.engine_cli.endswith("docker"):
             env["DOCKER_HOST"] = self.engine_url
         if self.become_user:
-            uid = int(subprocess.run(["id", "-u", self.become_user], capture_output=True, text=True, check=True).stdout)
+            uid = int(subprocess.run(["id", "-u", self.become_user], capture_output=True, text=True, check=True,
+                                     timeout=10).stdout)
             argv = ["runuser", "-u", self.become_user, "--", "env", "XDG_RUNTIME_DIR=/run/user/%d" % uid,
                     "HOME=/home/%s" % self.become_user] + argv
         res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, input=input, check=False)
@@ -77,9 +78,9 @@ class Topology:
     def volume_names(self) -> list[str]:
         """Every volume's name. podman 4.3's `volume ls` fails with "no such volume" when another process removes
         a volume while it lists (seen in the parallel suite, reproduced with three remove loops beside it): retry."""
-        for attempt in range(5):
+        for dummy in range(5):
             res = self.cli("volume", "ls", "-q", check=False)
-            if res.returncode == 0 or "no such volume" not in res.stderr or attempt == 4:
+            if "no such volume" not in res.stderr:
                 break
             time.sleep(0.2)
         if res.returncode:
@@ -89,7 +90,7 @@ class Topology:
     def pause(self, name: str) -> None:
         """Pause a container, retrying twice: a pause failed once in a loaded parallel run (dockerd, cgroup v1
         freezer) and the stderr was not kept; a container that is not running fails all three with its state."""
-        for attempt in range(3):
+        for dummy in range(3):
             res = self.cli("pause", name, check=False)
             if res.returncode == 0:
                 return
@@ -202,6 +203,7 @@ _BUILDERS = {
 }
 _built: dict = {}
 LOCK_DIR = "/run/perry-fleet-test/locks"
+IMAGE_BUILD_WAIT = 1800   # an agents image built cold takes minutes; the suite's own bound is longer
 # The image role's optional tools, all off: most tests skip them to keep builds short (site.yml installs them).
 AGENTS_OFF = {"perry_image_%s_version" % a: "" for a in ("claude_code", "opencode", "codex", "pi", "gh")}
 
@@ -217,8 +219,21 @@ def build_workspace_image(topology, agents: bool = False) -> str:
     # One build per store and tag at a time across test processes: the others wait, then find it by content hash.
     os.makedirs(LOCK_DIR, exist_ok=True)
     with open(os.path.join(LOCK_DIR, "image-%s-%s.lock" % (store, re.sub(r"[^a-z0-9]+", "-", image))), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        wait_for_lock(lock, IMAGE_BUILD_WAIT)
         return _build_workspace_image(topology, store, image, agents)
+
+
+def wait_for_lock(lock, seconds: float) -> None:
+    """An exclusive flock on an open file, given up after ``seconds`` with the file named (never a wait forever)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TimeoutError("waited %d s for %s: another test process still builds" % (seconds, lock.name))
+            time.sleep(1)
 
 
 def _build_workspace_image(topology, store: str, image: str, agents: bool) -> str:

@@ -170,6 +170,14 @@ def test_check_mode_changes_nothing_and_says_what_it_would_do():
     assert res[0]["ports"]["ssh"] is None  # nothing allocated
 
 
+def test_check_mode_writes_no_port_claims_and_a_run_does(tmp_path):
+    lock = str(tmp_path / "ports.lock")
+    converge(FakeEngine(), name="alice", check=True, lock=lock, ssh_port=2222)
+    assert not (tmp_path / "ports.claims").exists()
+    converge(FakeEngine(), name="alice", lock=lock, ssh_port=2222)
+    assert [p.name for p in (tmp_path / "ports.claims").iterdir()]
+
+
 def test_stop_start_restart_cycle():
     eng = FakeEngine()
     converge(eng, name="alice")
